@@ -1,0 +1,24 @@
+//! Inter-process communication through named OS objects: named pipes today,
+//! named shared memory next, with one API on Windows, Linux and macOS.
+//!
+//! - [`pipe`]: a server creates a pipe by name ([`pipe::PipeListener`]), clients
+//!   connect ([`pipe::PipeStream`]); message mode keeps boundaries, byte mode is a
+//!   stream, [`pipe::Framed`] adds the spec's u32-LE size prefix to any stream.
+//! - [`name`]: how names map to OS objects (`\\.\pipe\NAME`, socket paths).
+//!
+//! Windows uses the native Win32 objects, so plain Win32 programs that use the
+//! same names interoperate. Unix uses Unix domain sockets with a documented wire
+//! format (see [`pipe::framing`]).
+//!
+//! Errors: stream I/O returns [`std::io::Result`]; creating, opening and naming
+//! returns [`Result`] with an [`Error`] that names the object and suggests a fix.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+mod error;
+pub mod name;
+pub mod os;
+pub mod pipe;
+mod sys;
+
+pub use error::{downcast_io, Error, ErrorKind, Result};

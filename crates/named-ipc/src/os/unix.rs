@@ -1,0 +1,33 @@
+//! Unix-only settings.
+
+use crate::pipe::{ListenerOptions, UserId};
+
+/// Unix settings of [`ListenerOptions`].
+pub trait ListenerOptionsExt: super::sealed::Sealed {
+    /// Permission bits of the socket file (default 0600; 0666 with
+    /// [`Security::LocalUsers`](crate::pipe::Security::LocalUsers)). Anything
+    /// beyond 0600 needs an absolute-path pipe name, outside the private
+    /// per-user directory. Set with `chmod` between `bind` and `listen`, so no
+    /// client can connect before it applies.
+    fn socket_mode(&mut self, mode: u32) -> &mut Self;
+}
+
+impl ListenerOptionsExt for ListenerOptions {
+    fn socket_mode(&mut self, mode: u32) -> &mut Self {
+        self.unix_mode = Some(mode);
+        self
+    }
+}
+
+/// Unix view of a [`UserId`].
+pub trait UserIdExt: super::sealed::Sealed {
+    /// The numeric user id.
+    fn uid(&self) -> u32;
+}
+
+#[cfg(unix)]
+impl UserIdExt for UserId {
+    fn uid(&self) -> u32 {
+        self.0 .0
+    }
+}

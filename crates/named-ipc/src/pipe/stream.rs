@@ -1,0 +1,439 @@
+//! One connected end of a pipe.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipe::framing::Received;
+use crate::pipe::listener::SlotGuard;
+use crate::pipe::{Access, ConnectOptions, Direction, PipeMode};
+use crate::sys::{self, Wait};
+
+/// A user, as the OS identifies it: a uid on Unix, a SID on Windows.
+///
+/// Compare [`PipeStream::peer_user`] with [`UserId::current`] to check that the
+/// peer runs as you.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UserId(pub(crate) sys::UserRepr);
+
+impl UserId {
+    /// The user this process runs as (effective uid; token user on Windows).
+    ///
+    /// # Errors
+    /// Windows: the OS error of reading the process token.
+    pub fn current() -> io::Result<UserId> {
+        sys::UserRepr::current().map(UserId)
+    }
+}
+
+impl fmt::Display for UserId {
+    /// `uid 1000` on Unix, `S-1-5-21-…` on Windows.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({self})")
+    }
+}
+
+/// Timeouts and blocking mode, changeable through `&self`.
+struct Timing {
+    /// Nanoseconds; `u64::MAX` means none.
+    read: AtomicU64,
+    write: AtomicU64,
+    nonblocking: AtomicBool,
+}
+
+const NO_TIMEOUT: u64 = u64::MAX;
+
+impl Timing {
+    fn new(nonblocking: bool) -> Timing {
+        Timing {
+            read: AtomicU64::new(NO_TIMEOUT),
+            write: AtomicU64::new(NO_TIMEOUT),
+            nonblocking: AtomicBool::new(nonblocking),
+        }
+    }
+
+    fn wait(&self, slot: &AtomicU64) -> Wait {
+        if self.nonblocking.load(Ordering::Relaxed) {
+            return Wait::Never;
+        }
+        match slot.load(Ordering::Relaxed) {
+            NO_TIMEOUT => Wait::Block,
+            ns => Wait::timeout(Some(Duration::from_nanos(ns))),
+        }
+    }
+
+    fn get(slot: &AtomicU64) -> Option<Duration> {
+        match slot.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    fn set(slot: &AtomicU64, d: Option<Duration>) -> io::Result<()> {
+        let ns = match d {
+            None => NO_TIMEOUT,
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a zero timeout is not allowed; use set_nonblocking(true) to never wait",
+                ))
+            }
+            Some(d) => u64::try_from(d.as_nanos())
+                .unwrap_or(NO_TIMEOUT - 1)
+                .min(NO_TIMEOUT - 1),
+        };
+        slot.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A connected pipe: what [`PipeStream::connect`] and
+/// [`PipeListener::accept`](crate::pipe::PipeListener::accept) return.
+///
+/// Every method takes `&self`, so one stream can be shared between a reading and
+/// a writing thread (`Arc<PipeStream>`, or `&PipeStream` as `Read`/`Write`).
+/// Concurrent `send`s never interleave their bytes.
+///
+/// - Message mode: [`send`](Self::send), [`recv`](Self::recv),
+///   [`recv_into`](Self::recv_into), [`recv_slice`](Self::recv_slice) keep message
+///   boundaries; `Write::write` sends its buffer as one message and `Read::read`
+///   returns message bytes without boundaries.
+/// - Byte mode: `Read` and `Write` only (wrap in
+///   [`Framed`](crate::pipe::Framed) for size-prefixed messages).
+///
+/// Dropping the stream closes it; data already sent stays readable by the peer,
+/// which then sees the end of the stream.
+pub struct PipeStream {
+    inner: sys::pipe::Stream,
+    name: Arc<str>,
+    mode: PipeMode,
+    can_read: bool,
+    can_write: bool,
+    timing: Timing,
+    /// Released after `inner` is closed (field order), so a listener waiting for
+    /// a free instance finds one.
+    _slot: Option<SlotGuard>,
+}
+
+impl fmt::Debug for PipeStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipeStream")
+            .field("name", &self.name)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipeStream {
+    /// Connects to the pipe `name` in message mode, read and write. Fails at once
+    /// if no server has created it; see [`ConnectOptions`] for every option.
+    ///
+    /// # Errors
+    /// As for [`ConnectOptions::connect`].
+    pub fn connect(name: &str) -> Result<PipeStream> {
+        ConnectOptions::new().connect(name)
+    }
+
+    /// Connects, waiting up to `timeout` for the server to appear or for a busy
+    /// instance to free up. Waiting sleeps (Windows: `WaitNamedPipeW`), it does
+    /// not spin.
+    ///
+    /// # Errors
+    /// As for [`ConnectOptions::connect`]; [`ErrorKind::NotFound`] or
+    /// [`ErrorKind::Busy`] once `timeout` has passed.
+    pub fn connect_timeout(name: &str, timeout: Duration) -> Result<PipeStream> {
+        ConnectOptions::new().timeout(timeout).connect(name)
+    }
+
+    pub(crate) fn connect_with(name: &str, opts: &ConnectOptions) -> Result<PipeStream> {
+        let addr = sys::pipe::resolve(name)?;
+        let wait = match opts.timeout {
+            None => Wait::Never,
+            Some(d) => Wait::timeout(Some(d)),
+        };
+        let what = format!("cannot connect to pipe {name:?} ({})", addr.display());
+        let inner = sys::pipe::Stream::connect(&addr, opts, name, wait).map_err(|e| {
+            let waited = opts
+                .timeout
+                .map(|d| format!(" within {d:?}"))
+                .unwrap_or_default();
+            let kind = if e.kind() == io::ErrorKind::WouldBlock {
+                ErrorKind::Busy
+            } else {
+                ErrorKind::of_io(&e)
+            };
+            let hint = match kind {
+                ErrorKind::NotFound => format!(
+                    "no server is listening{waited}; start the server first{}",
+                    if opts.timeout.is_none() {
+                        " or pass a connect timeout"
+                    } else {
+                        ""
+                    }
+                ),
+                ErrorKind::Busy | ErrorKind::TimedOut => {
+                    format!("every instance stayed busy{waited}; retry later or raise the timeout")
+                }
+                ErrorKind::PermissionDenied => {
+                    "the pipe's security does not admit this user or this access".to_owned()
+                }
+                ErrorKind::InvalidInput => {
+                    "the server's mode or direction does not match the options".to_owned()
+                }
+                _ => String::new(),
+            };
+            let msg = if hint.is_empty() {
+                format!("{what}: {e}")
+            } else {
+                format!("{what}: {hint} ({e})")
+            };
+            Error::new(kind, name, msg).with_source(e)
+        })?;
+        let (can_read, can_write) = match opts.access {
+            Access::ReadWrite => (true, true),
+            Access::Read => (true, false),
+            Access::Write => (false, true),
+        };
+        Ok(PipeStream {
+            inner,
+            name: name.into(),
+            mode: opts.mode,
+            can_read,
+            can_write,
+            timing: Timing::new(opts.nonblocking),
+            _slot: None,
+        })
+    }
+
+    pub(crate) fn accepted(
+        inner: sys::pipe::Stream,
+        name: Arc<str>,
+        mode: PipeMode,
+        direction: Direction,
+        nonblocking: bool,
+        slot: SlotGuard,
+    ) -> PipeStream {
+        let (can_read, can_write) = match direction {
+            Direction::Duplex => (true, true),
+            Direction::Inbound => (true, false),
+            Direction::Outbound => (false, true),
+        };
+        PipeStream {
+            inner,
+            name,
+            mode,
+            can_read,
+            can_write,
+            timing: Timing::new(nonblocking),
+            _slot: Some(slot),
+        }
+    }
+
+    /// The name this stream was connected or created with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Message or byte mode.
+    pub fn mode(&self) -> PipeMode {
+        self.mode
+    }
+
+    fn need_message_mode(&self, op: &str) -> io::Result<()> {
+        if self.mode == PipeMode::Message {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "pipe {:?} is in byte mode, so {op} cannot keep message boundaries; use \
+                 Read/Write, or wrap the stream in named_ipc::pipe::Framed",
+                self.name
+            ),
+        ))
+    }
+
+    fn need_read(&self) -> io::Result<()> {
+        if self.can_read {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("pipe {:?} is send-only on this end", self.name),
+        ))
+    }
+
+    fn need_write(&self) -> io::Result<()> {
+        if self.can_write {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("pipe {:?} is receive-only on this end", self.name),
+        ))
+    }
+
+    /// Sends `msg` as one message (0 bytes to 4 GiB − 1).
+    ///
+    /// A send either accepts the whole message or none of it: after `WouldBlock`
+    /// or `TimedOut` nothing was sent. (If the OS took only part, the rest is
+    /// queued and goes out before the next message.)
+    ///
+    /// # Errors
+    /// `BrokenPipe` when the peer has gone; `WouldBlock`/`TimedOut` in
+    /// nonblocking mode or after the write timeout; `InvalidInput` in byte mode.
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        self.need_message_mode("send")?;
+        self.need_write()?;
+        self.inner
+            .send_msg(msg, self.timing.wait(&self.timing.write))
+    }
+
+    /// Receives one whole message. `Ok(None)` means the peer closed the pipe
+    /// cleanly (at a message boundary).
+    ///
+    /// # Errors
+    /// `InvalidData` for a message over the size limit, `UnexpectedEof` if the
+    /// peer vanished mid-message (both permanent for this stream), `WouldBlock`
+    /// or `TimedOut` (retry: nothing is lost), `InvalidInput` in byte mode.
+    pub fn recv(&self) -> io::Result<Option<Vec<u8>>> {
+        let mut v = Vec::new();
+        Ok(self.recv_into(&mut v)?.map(|_| v))
+    }
+
+    /// Like [`recv`](Self::recv), but fills `buf` (replacing its contents, reusing
+    /// its allocation) and returns the message length.
+    ///
+    /// # Errors
+    /// As for [`recv`](Self::recv).
+    pub fn recv_into(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        self.need_message_mode("recv_into")?;
+        self.need_read()?;
+        self.inner
+            .recv_msg(buf, self.timing.wait(&self.timing.read))
+    }
+
+    /// Reads as much of the next message as fits into `buf`. If it does not fit,
+    /// [`Received::remaining`] says how much is left and the next `recv_slice` or
+    /// `recv` continues with it (Windows' `ERROR_MORE_DATA`, on every OS).
+    ///
+    /// # Errors
+    /// As for [`recv`](Self::recv).
+    pub fn recv_slice(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        self.need_message_mode("recv_slice")?;
+        self.need_read()?;
+        self.inner
+            .recv_msg_slice(buf, self.timing.wait(&self.timing.read))
+    }
+
+    /// Sets how long `recv`/`read` may wait (`None`: forever).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Timing::set(&self.timing.read, timeout)
+    }
+
+    /// Sets how long `send`/`write` may wait (`None`: forever).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Timing::set(&self.timing.write, timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        Timing::get(&self.timing.read)
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        Timing::get(&self.timing.write)
+    }
+
+    /// In nonblocking mode every call that would wait returns `WouldBlock`.
+    pub fn set_nonblocking(&self, nonblocking: bool) {
+        self.timing
+            .nonblocking
+            .store(nonblocking, Ordering::Relaxed);
+    }
+
+    /// Whether the stream is nonblocking.
+    pub fn is_nonblocking(&self) -> bool {
+        self.timing.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// The peer's process id (`SO_PEERCRED`, `LOCAL_PEERPID`,
+    /// `GetNamedPipeClientProcessId`/`GetNamedPipeServerProcessId`).
+    ///
+    /// # Errors
+    /// `Unsupported` where the OS cannot tell; other OS errors.
+    #[doc(alias = "GetNamedPipeClientProcessId")]
+    #[doc(alias = "SO_PEERCRED")]
+    pub fn peer_pid(&self) -> io::Result<u32> {
+        self.inner.peer_pid()
+    }
+
+    /// The user the peer runs as.
+    ///
+    /// # Errors
+    /// OS errors; on Windows also when the peer's token cannot be read.
+    pub fn peer_user(&self) -> io::Result<UserId> {
+        self.inner.peer_user().map(UserId)
+    }
+
+    /// Waits until everything sent has been handed to the OS, then closes this
+    /// end. On a Windows server this is `FlushFileBuffers` (which waits until the
+    /// client has read everything) and `DisconnectNamedPipe`. Dropping the stream
+    /// without this also delivers what was sent, without waiting.
+    ///
+    /// # Errors
+    /// OS errors of flushing.
+    pub fn disconnect(self) -> io::Result<()> {
+        self.inner.disconnect()
+    }
+}
+
+impl Read for &PipeStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.need_read()?;
+        self.inner.read(buf, self.timing.wait(&self.timing.read))
+    }
+}
+
+impl Write for &PipeStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.need_write()?;
+        self.inner.write(buf, self.timing.wait(&self.timing.write))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush(self.timing.wait(&self.timing.write))
+    }
+}
+
+impl Read for PipeStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Write for PipeStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
+    }
+}

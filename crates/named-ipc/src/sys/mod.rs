@@ -1,0 +1,112 @@
+//! OS backends. Everything that calls the OS lives below this module; the public
+//! modules above it contain no `cfg`.
+//!
+//! Each backend (`unix`, `windows`, same file names on both sides) provides:
+//!
+//! - `pipe`: `resolve(name) -> Addr` (name rules), `Listener` (`bind`, `accept`,
+//!   `display`), `Stream` (`connect`; `send_msg`/`recv_msg`/`recv_msg_slice` with
+//!   boundaries — native on Windows, u32-LE framed on Unix; `read`/`write` for byte
+//!   mode; `flush`; `disconnect`; peer pid and user), `list()` for `nipc pipe ls`;
+//! - `classify_os_error`: OS error codes that map to a specific
+//!   [`ErrorKind`](crate::ErrorKind) (e.g. `ERROR_PIPE_BUSY` → `Busy`);
+//! - `UserRepr`: how a user is identified (uid or SID string).
+//!
+//! Every blocking call takes a [`Wait`]: block, give up at a deadline, or never
+//! block (`WouldBlock`). Raw handles never leave this module.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
+
+#[cfg(not(any(unix, windows)))]
+compile_error!("named-ipc supports Unix (Linux, macOS, BSD) and Windows only");
+
+/// How long a blocking OS call may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Until the operation completes.
+    Block,
+    /// Not at all: `WouldBlock` if it cannot complete now.
+    Never,
+    /// Until this instant: `TimedOut` after it.
+    Until(Instant),
+}
+
+impl Wait {
+    /// `Until(now + d)`, or `Block` if `d` is `None`.
+    pub(crate) fn timeout(d: Option<Duration>) -> Wait {
+        match d {
+            None => Wait::Block,
+            Some(d) => Instant::now()
+                .checked_add(d)
+                .map_or(Wait::Block, Wait::Until),
+        }
+    }
+
+    /// Time left, `None` for `Block`; zero once the deadline has passed.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        match self {
+            Wait::Block => None,
+            Wait::Never => Some(Duration::ZERO),
+            Wait::Until(t) => Some(t.saturating_duration_since(Instant::now())),
+        }
+    }
+
+    /// Milliseconds left, rounded up so that a short wait never becomes a spin;
+    /// `None` for `Block`.
+    pub(crate) fn remaining_ms_ceil(self) -> Option<u64> {
+        self.remaining().map(|d| {
+            let ms = d.as_millis();
+            let ms = if Duration::from_millis(ms as u64) < d {
+                ms + 1
+            } else {
+                ms
+            };
+            ms.min(u128::from(u32::MAX - 1)) as u64
+        })
+    }
+
+    /// The error for a wait that ran out.
+    pub(crate) fn expired_error(self) -> io::Error {
+        match self {
+            Wait::Never => io::ErrorKind::WouldBlock.into(),
+            _ => io::Error::new(io::ErrorKind::TimedOut, "the operation timed out"),
+        }
+    }
+}
+
+/// Sleeps with exponential backoff from 1 ms to 50 ms while waiting for something
+/// that has no OS wake-up (a pipe name that does not exist yet).
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff {
+            next: Duration::from_millis(1),
+        }
+    }
+
+    /// Sleeps for the next step, not past `wait`'s deadline. Returns `false`
+    /// (without sleeping) if the deadline has passed or `wait` is `Never`.
+    pub(crate) fn sleep(&mut self, wait: Wait) -> bool {
+        let step = match wait.remaining() {
+            Some(left) if left.is_zero() => return false,
+            Some(left) => self.next.min(left),
+            None => self.next,
+        };
+        std::thread::sleep(step);
+        self.next = (self.next * 2).min(Duration::from_millis(50));
+        true
+    }
+}

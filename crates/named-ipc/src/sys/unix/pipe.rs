@@ -1,0 +1,1086 @@
+//! Pipes on Unix: `SOCK_STREAM` Unix domain sockets.
+//!
+//! Message mode sends each message as a u32 little-endian length and the payload
+//! (see [`framing`](crate::pipe::framing)). A listener holds an exclusive `flock`
+//! on `<socket>.lock` (which also records its pid) for its lifetime: that lock is
+//! how a second server learns the name is taken, and how a leftover socket of a
+//! crashed server is recognised and reclaimed.
+
+use std::ffi::OsStr;
+use std::io::{self, IoSlice, Read};
+use std::mem;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{cstr, cvt, cvt_r, UserRepr};
+use crate::error::{Error, ErrorKind, Result};
+use crate::name;
+use crate::pipe::framing::{encode_header, FrameReader, Received, HEADER_LEN};
+use crate::pipe::{
+    Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode, Security,
+};
+use crate::sys::{Backoff, Wait};
+
+/// Longest socket path (bytes, without the terminating NUL).
+const MAX_PATH: usize = {
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let a: libc::sockaddr_un = unsafe { mem::zeroed() };
+    a.sun_path.len() - 1
+};
+
+/// `send` flags: no SIGPIPE where the OS has a per-call flag (macOS uses the
+/// `SO_NOSIGPIPE` socket option instead).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+const SEND_FLAGS: libc::c_int = 0;
+
+/// Where a pipe lives: its socket path.
+#[derive(Debug, Clone)]
+pub(crate) struct Addr {
+    path: PathBuf,
+    /// Our per-user directory holding the socket, created 0700 on bind.
+    private_dir: Option<PathBuf>,
+}
+
+impl Addr {
+    pub(crate) fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        lock_path_of(&self.path)
+    }
+}
+
+fn lock_path_of(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// The per-user directory for plain names.
+pub(crate) fn base_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if Path::new(&d).is_absolute() => Path::new(&d).join("named-ipc"),
+        _ => {
+            // SAFETY: geteuid cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            PathBuf::from(format!("/tmp/named-ipc-{uid}"))
+        }
+    }
+}
+
+pub(crate) fn resolve(name: &str) -> Result<Addr> {
+    let bare = name::pipe_base_name(name, "pipe")?;
+    let (path, private_dir) = if bare.starts_with('/') {
+        (PathBuf::from(bare), None)
+    } else {
+        name::check_plain(name, bare, "pipe")?;
+        let dir = base_dir();
+        (dir.join(bare), Some(dir))
+    };
+    let len = path.as_os_str().len();
+    if len > MAX_PATH {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            name,
+            format!(
+                "pipe name {name:?} is too long: its socket path {} is {len} bytes and this OS \
+                 allows {MAX_PATH}; use a shorter name",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Addr { path, private_dir })
+}
+
+/// Creates our per-user directory (0700) or checks that an existing one is ours
+/// and private, so nobody else can plant or read sockets in it.
+fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
+    let c = cstr(dir).map_err(|e| Error::from_io(e, name, "bad directory", ""))?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let r = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(Error::from_io(
+                e,
+                name,
+                &format!("cannot create the pipe directory {}", dir.display()),
+                "check that its parent exists and is writable",
+            ));
+        }
+    }
+    let st = lstat(dir)
+        .map_err(|e| Error::from_io(e, name, &format!("cannot inspect {}", dir.display()), ""))?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!("{} is not a directory; remove it", dir.display()),
+        ));
+    }
+    if st.st_uid != me {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!(
+                "the pipe directory {} belongs to uid {}, not to you (uid {me}); \
+                 remove it, or set XDG_RUNTIME_DIR",
+                dir.display(),
+                st.st_uid
+            ),
+        ));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!(
+                "the pipe directory {} has mode {:o}, open to other users; run chmod 700 on it",
+                dir.display(),
+                st.st_mode & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn lstat(path: &Path) -> io::Result<libc::stat> {
+    let c = cstr(path)?;
+    // SAFETY: all-zero is a valid `stat`; lstat fills it in.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: c is NUL-terminated; st is a valid out-pointer.
+    cvt(unsafe { libc::lstat(c.as_ptr(), &mut st) })?;
+    Ok(st)
+}
+
+/// (device, inode): identifies a file across renames and replacements.
+// The casts are no-ops on Linux but widen on macOS (dev_t is i32 there).
+#[allow(clippy::unnecessary_cast)]
+fn file_ident(st: &libc::stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: all-zero is a valid `stat`.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: fd is open; st is a valid out-pointer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+fn unlink(path: &Path) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: c is NUL-terminated.
+    cvt(unsafe { libc::unlink(c.as_ptr()) }).map(drop)
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fd is an open descriptor we own; F_SETFD only sets its flags.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fd is open; F_GETFL reads its flags.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if new != flags {
+        // SAFETY: as above, setting the status flags.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
+    }
+    Ok(())
+}
+
+/// A new `AF_UNIX` stream socket, close-on-exec, optionally nonblocking.
+fn unix_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))]
+    let fd = {
+        let mut ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+        if nonblocking {
+            ty |= libc::SOCK_NONBLOCK;
+        }
+        // SAFETY: plain socket(2) call.
+        let raw = cvt(unsafe { libc::socket(libc::AF_UNIX, ty, 0) })?;
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    };
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    )))]
+    let fd = {
+        // SAFETY: plain socket(2) call.
+        let raw = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) })?;
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        set_cloexec(fd.as_raw_fd())?;
+        set_nonblocking(fd.as_raw_fd(), nonblocking)?;
+        fd
+    };
+    no_sigpipe(&fd)?;
+    Ok(fd)
+}
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos"
+))]
+fn no_sigpipe(fd: &OwnedFd) -> io::Result<()> {
+    setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1)
+}
+
+#[cfg(not(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos"
+)))]
+fn no_sigpipe(_fd: &OwnedFd) -> io::Result<()> {
+    Ok(())
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a c_int living for the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: all-zero is a valid sockaddr_un.
+    let mut a: libc::sockaddr_un = unsafe { mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() > MAX_PATH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    for (d, s) in a.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    Ok((a, len as libc::socklen_t))
+}
+
+/// Waits until `fd` is ready for `events`, or the wait runs out.
+fn poll_fd(fd: RawFd, events: libc::c_short, wait: Wait) -> io::Result<()> {
+    loop {
+        let timeout = match wait.remaining_ms_ceil() {
+            None => -1,
+            Some(ms) => ms.min(i32::MAX as u64) as libc::c_int,
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: p is one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, timeout) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r > 0 {
+            return Ok(());
+        }
+        if let Some(left) = wait.remaining() {
+            if left.is_zero() {
+                return Err(wait.expired_error());
+            }
+        }
+    }
+}
+
+fn recv_raw(fd: RawFd, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
+    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+    let call = |flags: libc::c_int| {
+        // SAFETY: ptr/len come from `buf`, valid for writes while it is borrowed.
+        unsafe { libc::recv(fd, ptr.cast(), len, flags) }
+    };
+    match wait {
+        Wait::Block => cvt_r(|| call(0)).map(|n| n as usize),
+        Wait::Never => cvt_r(|| call(libc::MSG_DONTWAIT)).map(|n| n as usize),
+        Wait::Until(_) => loop {
+            poll_fd(fd, libc::POLLIN, wait)?;
+            match cvt_r(|| call(libc::MSG_DONTWAIT)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r.map(|n| n as usize),
+            }
+        },
+    }
+}
+
+fn send_raw(fd: RawFd, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
+    let call = |flags: libc::c_int| {
+        // SAFETY: all-zero is a valid msghdr; we point it at `bufs`.
+        let mut m: libc::msghdr = unsafe { mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec; sendmsg only reads through it.
+        m.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        m.msg_iovlen = bufs.len() as _;
+        // SAFETY: m describes `bufs`, which outlive the call.
+        unsafe { libc::sendmsg(fd, &m, flags | SEND_FLAGS) }
+    };
+    match wait {
+        Wait::Block => cvt_r(|| call(0)).map(|n| n as usize),
+        Wait::Never => cvt_r(|| call(libc::MSG_DONTWAIT)).map(|n| n as usize),
+        Wait::Until(_) => loop {
+            poll_fd(fd, libc::POLLOUT, wait)?;
+            match cvt_r(|| call(libc::MSG_DONTWAIT)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r.map(|n| n as usize),
+            }
+        },
+    }
+}
+
+fn is_wait_expired(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+// ------------------------------------------------------------------ listener --
+
+/// A bound, listening socket and the lock that owns its name.
+pub(crate) struct Listener {
+    fd: OwnedFd,
+    path: PathBuf,
+    lock_path: PathBuf,
+    /// Held for our lifetime: proof that this server owns the name.
+    _lock: OwnedFd,
+    /// (dev, ino) of the socket file we created, so that Drop removes only ours.
+    ident: (u64, u64),
+    mode: PipeMode,
+    direction: Direction,
+    max_message: u32,
+    bufsizes: Option<(u32, u32)>,
+    label: String,
+}
+
+/// Takes the name's lock file: returns it locked, or `AlreadyExists`.
+fn take_lock(name: &str, lock_path: &Path) -> Result<OwnedFd> {
+    let c = cstr(lock_path).map_err(|e| Error::from_io(e, name, "bad lock path", ""))?;
+    for _ in 0..8 {
+        // SAFETY: c is NUL-terminated; the flags create a private regular file.
+        let raw = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o600 as libc::c_uint,
+            )
+        };
+        if raw < 0 {
+            return Err(Error::from_io(
+                io::Error::last_os_error(),
+                name,
+                &format!(
+                    "cannot create pipe {name:?}: cannot open its lock file {}",
+                    lock_path.display()
+                ),
+                "check the directory's permissions",
+            ));
+        }
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: fd is open.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                let pid = std::fs::read_to_string(lock_path).unwrap_or_default();
+                let pid = pid.trim();
+                let who = if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                };
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    name,
+                    format!(
+                        "cannot create pipe {name:?}: it is already in use by another server{who}; \
+                         stop that server or choose another name"
+                    ),
+                ));
+            }
+            return Err(Error::from_io(e, name, "cannot lock the pipe name", ""));
+        }
+        // The file may have been unlinked by a server that shut down between our
+        // open and our flock: then our lock is on an orphan inode; retry.
+        let mine = fstat(fd.as_fd()).ok().map(|s| file_ident(&s));
+        let there = lstat(lock_path).ok().map(|s| file_ident(&s));
+        if mine.is_some() && mine == there {
+            // Record our pid for `nipc pipe ls` and error messages.
+            // SAFETY: fd is open; truncating our own lock file.
+            unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
+            let pid = format!("{}\n", std::process::id());
+            // SAFETY: pid's bytes are valid for reads of their length.
+            unsafe { libc::pwrite(fd.as_raw_fd(), pid.as_ptr().cast(), pid.len(), 0) };
+            return Ok(fd);
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Busy,
+        name,
+        format!("cannot create pipe {name:?}: its lock file keeps changing; try again"),
+    ))
+}
+
+impl Listener {
+    pub(crate) fn bind(name: &str, addr: &Addr, opts: &ListenerOptions) -> Result<Listener> {
+        let what = || format!("cannot create pipe {name:?} ({})", addr.display());
+        let socket_mode = match (opts.unix_mode, &opts.security) {
+            (Some(m), _) => m & 0o777,
+            (None, Security::LocalUsers) => 0o666,
+            (None, _) => 0o600,
+        };
+        if let Some(dir) = &addr.private_dir {
+            if socket_mode & 0o077 != 0 {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    name,
+                    format!(
+                        "{}: admitting other users needs a socket outside the private directory {}; \
+                         give the pipe an absolute path name such as /tmp/{name}.sock",
+                        what(),
+                        dir.display()
+                    ),
+                ));
+            }
+            ensure_private_dir(name, dir)?;
+        }
+        let lock_path = addr.lock_path();
+        let lock = take_lock(name, &lock_path)?;
+        // We own the name. A socket file left there is a crashed server's, or a
+        // foreign program's: reclaim only a dead socket.
+        match lstat(&addr.path) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => {
+                if probe_live(&addr.path) {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        name,
+                        format!(
+                            "{}: another program is listening on that socket; \
+                             stop it or choose another name",
+                            what()
+                        ),
+                    ));
+                }
+                unlink(&addr.path).map_err(|e| {
+                    Error::from_io(e, name, &what(), "cannot remove the stale socket")
+                })?;
+            }
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    name,
+                    format!("{}: that path exists and is not a socket; remove it or choose another name", what()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::from_io(e, name, &what(), "")),
+        }
+        let fd = unix_socket(true).map_err(|e| Error::from_io(e, name, &what(), ""))?;
+        let (sa, len) = sockaddr(&addr.path).map_err(|e| Error::from_io(e, name, &what(), ""))?;
+        // SAFETY: sa/len describe a valid sockaddr_un.
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        })
+        .map_err(|e| Error::from_io(e, name, &what(), ""))?;
+        let created = lstat(&addr.path).map_err(|e| Error::from_io(e, name, &what(), ""))?;
+        let ident = file_ident(&created);
+        // Permissions before listen(): nobody can connect before this point.
+        let c = cstr(&addr.path).map_err(|e| Error::from_io(e, name, &what(), ""))?;
+        // SAFETY: c is NUL-terminated.
+        let chmod = cvt(unsafe { libc::chmod(c.as_ptr(), socket_mode as libc::mode_t) });
+        let listen = chmod.and_then(|_| {
+            // SAFETY: fd is a bound socket.
+            cvt(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) })
+        });
+        if let Err(e) = listen {
+            let _ = unlink(&addr.path);
+            return Err(Error::from_io(e, name, &what(), ""));
+        }
+        Ok(Listener {
+            fd,
+            path: addr.path.clone(),
+            lock_path,
+            _lock: lock,
+            ident,
+            mode: opts.mode,
+            direction: opts.direction,
+            max_message: opts.max_message,
+            bufsizes: opts.buffer_sizes,
+            label: format!("pipe {name:?}"),
+        })
+    }
+
+    /// Accepts one client. Never returns `Ok(None)` on Unix (Windows returns it
+    /// when it has no free instance).
+    pub(crate) fn accept(&self, wait: Wait) -> io::Result<Option<Stream>> {
+        loop {
+            if wait != Wait::Never {
+                poll_fd(self.fd.as_raw_fd(), libc::POLLIN, wait)?;
+            }
+            match accept_raw(self.fd.as_raw_fd()) {
+                Ok(fd) => {
+                    if let Some((inb, outb)) = self.bufsizes {
+                        let clamp = |v: u32| v.min(i32::MAX as u32) as libc::c_int;
+                        let raw = fd.as_raw_fd();
+                        if inb > 0 {
+                            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, clamp(inb))?;
+                        }
+                        if outb > 0 {
+                            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, clamp(outb))?;
+                        }
+                    }
+                    // Enforce the direction at the socket too, so a peer that reads
+                    // an inbound pipe sees EOF and one that writes an outbound pipe
+                    // gets EPIPE instead of blocking forever.
+                    let how = match self.direction {
+                        Direction::Duplex => None,
+                        Direction::Inbound => Some(libc::SHUT_WR),
+                        Direction::Outbound => Some(libc::SHUT_RD),
+                    };
+                    if let Some(how) = how {
+                        // SAFETY: fd is a connected socket.
+                        unsafe { libc::shutdown(fd.as_raw_fd(), how) };
+                    }
+                    return Ok(Some(Stream::new(
+                        fd,
+                        self.mode,
+                        self.max_message,
+                        self.label.clone(),
+                    )));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait != Wait::Never => continue,
+                // A client that connected and vanished before accept: not our
+                // problem, wait for the next one.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+fn accept_raw(fd: RawFd) -> io::Result<OwnedFd> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))]
+    {
+        // SAFETY: fd is a listening socket; we ask for no peer address.
+        let raw = cvt_r(|| unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        })?;
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    )))]
+    {
+        // SAFETY: fd is a listening socket; we ask for no peer address.
+        let raw =
+            cvt_r(|| unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) })?;
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        set_cloexec(raw)?;
+        // BSD-derived systems hand the listener's O_NONBLOCK to accepted sockets.
+        set_nonblocking(raw, false)?;
+        no_sigpipe(&owned)?;
+        Ok(owned)
+    }
+}
+
+/// Whether something accepts connections on the socket at `path`.
+fn probe_live(path: &Path) -> bool {
+    let Ok(fd) = unix_socket(true) else {
+        return false;
+    };
+    let Ok((sa, len)) = sockaddr(path) else {
+        return false;
+    };
+    // SAFETY: sa/len describe a valid sockaddr_un.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    if r == 0 {
+        return true;
+    }
+    let e = io::Error::last_os_error();
+    // EAGAIN: backlog full, so somebody is listening; EINPROGRESS likewise.
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN) | Some(libc::EINPROGRESS)
+    )
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Remove the socket only if it is still the one we created.
+        if let Ok(st) = lstat(&self.path) {
+            if file_ident(&st) == self.ident {
+                let _ = unlink(&self.path);
+            }
+        }
+        // Still holding the lock: nobody else can be mid-bind on this name.
+        let _ = unlink(&self.lock_path);
+    }
+}
+
+// -------------------------------------------------------------------- stream --
+
+/// One connected end.
+pub(crate) struct Stream {
+    fd: OwnedFd,
+    mode: PipeMode,
+    rx: Mutex<FrameReader>,
+    tx: Mutex<Tx>,
+}
+
+/// The unsent tail of a message that the socket accepted only in part.
+#[derive(Default)]
+struct Tx {
+    pending: Vec<u8>,
+    off: usize,
+}
+
+struct FdReader {
+    fd: RawFd,
+    wait: Wait,
+}
+
+impl Read for FdReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_raw(self.fd, buf, self.wait)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Stream {
+    fn new(fd: OwnedFd, mode: PipeMode, max_message: u32, label: String) -> Stream {
+        Stream {
+            fd,
+            mode,
+            rx: Mutex::new(FrameReader::new(max_message, label)),
+            tx: Mutex::new(Tx::default()),
+        }
+    }
+
+    pub(crate) fn connect(
+        addr: &Addr,
+        opts: &ConnectOptions,
+        name: &str,
+        wait: Wait,
+    ) -> io::Result<Stream> {
+        let (sa, len) = sockaddr(&addr.path)?;
+        let mut backoff = Backoff::new();
+        // With no deadline we still give a full backlog the Windows default 50 ms.
+        let busy_wait = match wait {
+            Wait::Never => Wait::timeout(Some(std::time::Duration::from_millis(50))),
+            w => w,
+        };
+        let fd = loop {
+            let fd = unix_socket(true)?;
+            // SAFETY: sa/len describe a valid sockaddr_un.
+            let r = unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_un).cast(),
+                    len,
+                )
+            };
+            let err = if r == 0 {
+                break fd;
+            } else {
+                io::Error::last_os_error()
+            };
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EINPROGRESS) => {
+                    poll_fd(fd.as_raw_fd(), libc::POLLOUT, busy_wait)?;
+                    let mut so: libc::c_int = 0;
+                    let mut sl = mem::size_of::<libc::c_int>() as libc::socklen_t;
+                    // SAFETY: so/sl are valid out-pointers for SO_ERROR.
+                    cvt(unsafe {
+                        libc::getsockopt(
+                            fd.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_ERROR,
+                            (&mut so as *mut libc::c_int).cast(),
+                            &mut sl,
+                        )
+                    })?;
+                    if so == 0 {
+                        break fd;
+                    }
+                    return Err(io::Error::from_raw_os_error(so));
+                }
+                Some(libc::EAGAIN) => {
+                    // The server's backlog is full: it exists but is busy.
+                    if !backoff.sleep(busy_wait) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            format!("every instance of pipe {name:?} is busy"),
+                        ));
+                    }
+                }
+                Some(libc::ENOENT) | Some(libc::ECONNREFUSED) => {
+                    if !backoff.sleep(wait) {
+                        return Err(err);
+                    }
+                }
+                _ => return Err(err),
+            }
+        };
+        set_nonblocking(fd.as_raw_fd(), false)?;
+        match opts.access {
+            Access::ReadWrite => {}
+            // SAFETY: fd is a connected socket.
+            Access::Read => unsafe {
+                libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR);
+            },
+            // SAFETY: fd is a connected socket.
+            Access::Write => unsafe {
+                libc::shutdown(fd.as_raw_fd(), libc::SHUT_RD);
+            },
+        }
+        Ok(Stream::new(
+            fd,
+            opts.mode,
+            opts.max_message,
+            format!("pipe {name:?}"),
+        ))
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Sends whatever an earlier partial send left behind.
+    fn drain(&self, tx: &mut Tx, wait: Wait) -> io::Result<()> {
+        while tx.off < tx.pending.len() {
+            let n = send_raw(self.raw(), &[IoSlice::new(&tx.pending[tx.off..])], wait)?;
+            tx.off += n;
+        }
+        tx.pending.clear();
+        tx.off = 0;
+        Ok(())
+    }
+
+    pub(crate) fn send_msg(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
+        let header = encode_header(msg.len())?;
+        let mut tx = lock(&self.tx);
+        self.drain(&mut tx, wait)?;
+        let total = HEADER_LEN + msg.len();
+        let mut sent = 0usize;
+        while sent < total {
+            let bufs: [IoSlice<'_>; 2];
+            let slices: &[IoSlice<'_>] = if sent < HEADER_LEN {
+                bufs = [IoSlice::new(&header[sent..]), IoSlice::new(msg)];
+                &bufs
+            } else {
+                bufs = [IoSlice::new(&msg[sent - HEADER_LEN..]), IoSlice::new(&[])];
+                &bufs[..1]
+            };
+            match send_raw(self.raw(), slices, wait) {
+                Ok(n) => sent += n,
+                Err(e) if is_wait_expired(&e) && sent > 0 => {
+                    // Part of the frame is on the wire: the message is accepted and
+                    // its tail goes out with the next send or flush.
+                    if sent < HEADER_LEN {
+                        tx.pending.extend_from_slice(&header[sent..]);
+                        tx.pending.extend_from_slice(msg);
+                    } else {
+                        tx.pending.extend_from_slice(&msg[sent - HEADER_LEN..]);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn recv_msg(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
+        let mut r = FdReader {
+            fd: self.raw(),
+            wait,
+        };
+        lock(&self.rx).recv_into(&mut r, out)
+    }
+
+    pub(crate) fn recv_msg_slice(
+        &self,
+        out: &mut [u8],
+        wait: Wait,
+    ) -> io::Result<Option<Received>> {
+        let mut r = FdReader {
+            fd: self.raw(),
+            wait,
+        };
+        lock(&self.rx).recv_slice(&mut r, out, true)
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
+        match self.mode {
+            PipeMode::Byte => recv_raw(self.raw(), buf, wait),
+            PipeMode::Message => {
+                let mut r = FdReader {
+                    fd: self.raw(),
+                    wait,
+                };
+                lock(&self.rx).read_payload(&mut r, buf)
+            }
+        }
+    }
+
+    pub(crate) fn write(&self, buf: &[u8], wait: Wait) -> io::Result<usize> {
+        match self.mode {
+            PipeMode::Byte => {
+                let mut tx = lock(&self.tx);
+                self.drain(&mut tx, wait)?;
+                send_raw(self.raw(), &[IoSlice::new(buf)], wait)
+            }
+            PipeMode::Message => self.send_msg(buf, wait).map(|()| buf.len()),
+        }
+    }
+
+    pub(crate) fn flush(&self, wait: Wait) -> io::Result<()> {
+        let mut tx = lock(&self.tx);
+        self.drain(&mut tx, wait)
+    }
+
+    /// Unix has nothing to flush beyond our own buffer: closing keeps data the
+    /// kernel already holds deliverable.
+    pub(crate) fn disconnect(&self) -> io::Result<()> {
+        self.flush(Wait::Block)?;
+        // SAFETY: fd is a connected socket.
+        cvt(unsafe { libc::shutdown(self.raw(), libc::SHUT_RDWR) }).map(drop)
+    }
+
+    pub(crate) fn peer_pid(&self) -> io::Result<u32> {
+        peer_pid(self.raw())
+    }
+
+    pub(crate) fn peer_user(&self) -> io::Result<UserRepr> {
+        peer_uid(self.raw()).map(UserRepr)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_cred(fd: RawFd) -> io::Result<libc::ucred> {
+    let mut c = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: c/len are valid out-pointers for SO_PEERCRED.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut c as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(c)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_pid(fd: RawFd) -> io::Result<u32> {
+    Ok(peer_cred(fd)?.pid as u32)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_uid(fd: RawFd) -> io::Result<u32> {
+    Ok(peer_cred(fd)?.uid)
+}
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos"
+))]
+fn peer_pid(fd: RawFd) -> io::Result<u32> {
+    let mut pid: libc::pid_t = 0;
+    let mut len = mem::size_of::<libc::pid_t>() as libc::socklen_t;
+    // SAFETY: pid/len are valid out-pointers for LOCAL_PEERPID.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_LOCAL,
+            libc::LOCAL_PEERPID,
+            (&mut pid as *mut libc::pid_t).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(pid as u32)
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos"
+)))]
+fn peer_pid(_fd: RawFd) -> io::Result<u32> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "peer pid is not available on this OS",
+    ))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn peer_uid(fd: RawFd) -> io::Result<u32> {
+    let mut uid: libc::uid_t = 0;
+    let mut gid: libc::gid_t = 0;
+    // SAFETY: uid/gid are valid out-pointers.
+    cvt(unsafe { libc::getpeereid(fd, &mut uid, &mut gid) })?;
+    Ok(uid)
+}
+
+/// Live and stale pipes in our per-user directory.
+pub(crate) fn list() -> io::Result<Vec<PipeEntry>> {
+    let dir = base_dir();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent?;
+        let path = ent.path();
+        let Ok(st) = lstat(&path) else { continue };
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            continue;
+        }
+        let name = ent.file_name();
+        let (alive, pid) = lock_state(&lock_path_of(&path));
+        out.push(PipeEntry {
+            name: OsStr::new(&name).to_string_lossy().into_owned(),
+            os_name: path.display().to_string(),
+            server_pid: pid,
+            alive,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Whether a server holds the lock file, and the pid written in it.
+fn lock_state(lock_path: &Path) -> (Option<bool>, Option<u32>) {
+    let Ok(c) = cstr(lock_path) else {
+        return (None, None);
+    };
+    // SAFETY: c is NUL-terminated; read-only open of an existing file.
+    let raw = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if raw < 0 {
+        return (None, None);
+    }
+    // SAFETY: raw is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let pid = std::fs::read_to_string(lock_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    // SAFETY: fd is open. A shared lock fails while the server holds its
+    // exclusive one; if we get it, it is released when fd closes.
+    let free = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    (Some(!free), pid)
+}

@@ -1,0 +1,232 @@
+//! Windows backend: native named pipes, overlapped I/O, DACLs from SDDL.
+#![allow(unsafe_code)]
+
+pub(crate) mod pipe;
+pub(crate) mod security;
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+
+use windows_sys::Win32::Foundation::{
+    GetLastError, ERROR_BROKEN_PIPE, ERROR_FILE_INVALID, ERROR_INVALID_NAME, ERROR_IO_PENDING,
+    ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_OPERATION_ABORTED, ERROR_PIPE_BUSY,
+    ERROR_PRIVILEGE_NOT_HELD, ERROR_SEM_TIMEOUT, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
+use windows_sys::Win32::System::Threading::{CreateEventW, WaitForSingleObject, INFINITE};
+use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
+
+use crate::error::ErrorKind;
+use crate::sys::Wait;
+
+/// Windows error codes that deserve a specific [`ErrorKind`].
+pub(crate) fn classify_os_error(e: &io::Error) -> Option<ErrorKind> {
+    let code = u32::try_from(e.raw_os_error()?).ok()?;
+    Some(match code {
+        ERROR_PIPE_BUSY => ErrorKind::Busy,
+        ERROR_SEM_TIMEOUT => ErrorKind::TimedOut,
+        ERROR_PRIVILEGE_NOT_HELD => ErrorKind::PermissionDenied,
+        ERROR_INVALID_NAME => ErrorKind::InvalidName,
+        ERROR_BROKEN_PIPE | ERROR_NO_DATA => ErrorKind::Disconnected,
+        ERROR_FILE_INVALID => ErrorKind::InvalidInput,
+        _ => return None,
+    })
+}
+
+/// A user: the SID in string form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct UserRepr(pub(crate) String);
+
+impl UserRepr {
+    pub(crate) fn current() -> io::Result<UserRepr> {
+        security::current_user_sid().map(UserRepr)
+    }
+}
+
+impl std::fmt::Display for UserRepr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A NUL-terminated UTF-16 copy of `s`.
+pub(crate) fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(Some(0)).collect()
+}
+
+/// Turns a `FALSE` return into the thread's last error.
+pub(crate) fn cvt(ok: i32) -> io::Result<()> {
+    if ok == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Takes ownership of a handle returned by the OS, where `invalid` (NULL or
+/// `INVALID_HANDLE_VALUE`, depending on the function) means failure.
+pub(crate) fn owned(h: HANDLE, invalid: HANDLE) -> io::Result<OwnedHandle> {
+    if h == invalid {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: the OS just returned this handle to us; nothing else owns it.
+        Ok(unsafe { OwnedHandle::from_raw_handle(h) })
+    }
+}
+
+pub(crate) fn raw(h: &OwnedHandle) -> HANDLE {
+    h.as_raw_handle() as HANDLE
+}
+
+/// A manual-reset event, initially not signalled.
+pub(crate) fn manual_event() -> io::Result<OwnedHandle> {
+    // SAFETY: no security attributes, no name: a private event.
+    let h = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
+    owned(h, std::ptr::null_mut())
+}
+
+/// An `OVERLAPPED` with its own event, at a stable address.
+///
+/// The kernel writes to the structure while an operation is in flight, so it is
+/// only touched through raw pointers, and an owner with an operation in flight
+/// must complete or cancel it before dropping this.
+pub(crate) struct Overlapped {
+    ov: Box<UnsafeCell<OVERLAPPED>>,
+    event: OwnedHandle,
+}
+
+// SAFETY: the OVERLAPPED holds only integers and the event handle; which thread
+// waits on it does not matter. Access is serialised by the owner (a Mutex).
+unsafe impl Send for Overlapped {}
+
+/// The result of starting an overlapped operation.
+pub(crate) enum Started {
+    /// Finished at once: bytes transferred, and whether more data is left in the
+    /// message (`ERROR_MORE_DATA`).
+    Done(u32, bool),
+    /// In flight; complete it with [`Overlapped::wait`] or [`Overlapped::cancel`].
+    Pending,
+}
+
+impl Overlapped {
+    pub(crate) fn new() -> io::Result<Overlapped> {
+        let event = manual_event()?;
+        // SAFETY: OVERLAPPED is plain data; all-zero is its documented initial state.
+        let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
+        ov.hEvent = raw(&event);
+        Ok(Overlapped {
+            ov: Box::new(UnsafeCell::new(ov)),
+            event,
+        })
+    }
+
+    pub(crate) fn ptr(&self) -> *mut OVERLAPPED {
+        self.ov.get()
+    }
+
+    /// Starts an operation: `start` is the API call, given our OVERLAPPED.
+    ///
+    /// # Safety
+    /// No operation may be in flight on this OVERLAPPED, and every buffer `start`
+    /// hands to the OS must stay valid until the operation is complete (returned
+    /// `Done`, or `wait` returned `Some`, or `cancel` returned).
+    pub(crate) unsafe fn start(
+        &self,
+        h: HANDLE,
+        start: impl FnOnce(*mut OVERLAPPED) -> i32,
+    ) -> io::Result<Started> {
+        let p = self.ptr();
+        // SAFETY: no operation is in flight (caller's contract), so we may reset
+        // the fields the kernel uses, keeping hEvent.
+        unsafe {
+            (*p).Internal = 0;
+            (*p).InternalHigh = 0;
+            (*p).Anonymous = std::mem::zeroed();
+        }
+        if start(p) != 0 {
+            return self.result(h, false).map(|r| match r {
+                Some((n, more)) => Started::Done(n, more),
+                None => Started::Pending,
+            });
+        }
+        // SAFETY: reading the calling thread's last error has no preconditions.
+        match unsafe { GetLastError() } {
+            ERROR_IO_PENDING => Ok(Started::Pending),
+            ERROR_MORE_DATA => self.result(h, false).map(|r| match r {
+                Some((n, _)) => Started::Done(n, true),
+                None => Started::Pending,
+            }),
+            code => Err(io::Error::from_raw_os_error(code as i32)),
+        }
+    }
+
+    /// Result of a finished (or, with `block`, any) operation; `None` if still
+    /// in flight.
+    fn result(&self, h: HANDLE, block: bool) -> io::Result<Option<(u32, bool)>> {
+        let mut n = 0u32;
+        // SAFETY: our OVERLAPPED is valid; n is a valid out-pointer.
+        let ok = unsafe { GetOverlappedResult(h, self.ptr(), &mut n, i32::from(block)) };
+        if ok != 0 {
+            return Ok(Some((n, false)));
+        }
+        // SAFETY: as above.
+        match unsafe { GetLastError() } {
+            ERROR_MORE_DATA => Ok(Some((n, true))),
+            windows_sys::Win32::Foundation::ERROR_IO_INCOMPLETE => Ok(None),
+            code => Err(io::Error::from_raw_os_error(code as i32)),
+        }
+    }
+
+    /// Waits for the in-flight operation per `wait`. `Ok(None)`: still in flight.
+    pub(crate) fn wait(&self, h: HANDLE, wait: Wait) -> io::Result<Option<(u32, bool)>> {
+        let ms = match wait.remaining_ms_ceil() {
+            None => INFINITE,
+            Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
+        };
+        if ms != INFINITE {
+            // SAFETY: waiting on our own event handle.
+            match unsafe { WaitForSingleObject(raw(&self.event), ms) } {
+                WAIT_OBJECT_0 => {}
+                WAIT_TIMEOUT => return Ok(None),
+                _ => return Err(io::Error::last_os_error()),
+            }
+        }
+        self.result(h, true)
+    }
+
+    /// Cancels the in-flight operation and waits until it is over. Returns its
+    /// result if it completed before the cancel took effect, or an
+    /// `ERROR_OPERATION_ABORTED` error.
+    pub(crate) fn cancel(&self, h: HANDLE) -> io::Result<(u32, bool)> {
+        // SAFETY: cancelling our own operation on a handle we own.
+        unsafe { CancelIoEx(h, self.ptr()) };
+        self.result(h, true).map(|r| r.unwrap_or((0, false)))
+    }
+
+    /// Starts an operation and waits for it per `wait`; if the wait runs out the
+    /// operation is cancelled and, if it really did not complete, the wait's
+    /// error (`WouldBlock`/`TimedOut`) is returned.
+    ///
+    /// # Safety
+    /// As for [`start`](Self::start); the buffers need only outlive this call.
+    pub(crate) unsafe fn run(
+        &self,
+        h: HANDLE,
+        wait: Wait,
+        start: impl FnOnce(*mut OVERLAPPED) -> i32,
+    ) -> io::Result<(u32, bool)> {
+        // SAFETY: forwarded contract; we complete or cancel before returning.
+        match unsafe { self.start(h, start) }? {
+            Started::Done(n, more) => Ok((n, more)),
+            Started::Pending => match self.wait(h, wait)? {
+                Some(r) => Ok(r),
+                None => match self.cancel(h) {
+                    Err(e) if e.raw_os_error() == Some(ERROR_OPERATION_ABORTED as i32) => {
+                        Err(wait.expired_error())
+                    }
+                    other => other,
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Command-line syntax. Parsing only; `cmd/*` validates and runs.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Named pipes and shared memory from the command line (named-ipc).
+///
+/// Exit status: 0 success, 1 runtime error, 2 usage error.
+#[derive(Debug, Parser)]
+#[command(name = "nipc", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Named pipes: serve, connect, send, recv, path, ls.
+    #[command(subcommand)]
+    Pipe(PipeCommand),
+    /// Runs the spec's scenarios with two real processes and shows who did what.
+    Demo,
+    /// Internal: the demo's process B.
+    #[command(name = "__demo-peer", hide = true)]
+    DemoPeer(DemoPeerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipeCommand {
+    /// Create a pipe server (the spec's process A): print messages from every
+    /// client, one per line; send each stdin line to every connected client.
+    Serve(ServeArgs),
+    /// Connect (the spec's process B), like netcat: stdin lines become messages,
+    /// received messages become stdout lines.
+    Connect(ConnectArgs),
+    /// Connect, send each MSG as one message, and exit.
+    Send(SendArgs),
+    /// Connect and print received messages, one per line.
+    Recv(RecvArgs),
+    /// Print the OS-level name of a pipe (\\.\pipe\NAME or the socket path).
+    Path {
+        /// Pipe name.
+        name: String,
+    },
+    /// List pipes: name, state (live/stale/unknown), server pid, OS name; tab-separated.
+    Ls,
+}
+
+/// Wire mode of a pipe on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// One message per line; boundaries kept (native message pipe on Windows,
+    /// u32-LE length-prefixed frames on Unix).
+    Message,
+    /// Raw bytes: stdin is sent as read, received bytes are written as they come.
+    Byte,
+    /// Byte pipe carrying u32-LE length-prefixed frames (the spec's pipewithsize).
+    Framed,
+}
+
+#[derive(Debug, Args)]
+pub struct ModeArgs {
+    /// Wire mode; both ends must agree.
+    #[arg(long, value_enum, default_value_t = Mode::Message)]
+    pub mode: Mode,
+    /// Largest message accepted, in bytes (up to 4294967295).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Pipe name (NAME, \\.\pipe\NAME, or on Unix an absolute socket path).
+    pub name: String,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    /// Send each message back to its sender (and still print it).
+    #[arg(long)]
+    pub echo: bool,
+    /// Exit after the first client leaves.
+    #[arg(long)]
+    pub once: bool,
+    /// Most clients at once: 1..=254, or 255 for unlimited.
+    #[arg(long, value_name = "N", default_value_t = 255)]
+    pub max_instances: u32,
+    /// Print messages as lowercase hex, one per line.
+    #[arg(long)]
+    pub hex: bool,
+    /// Admit every local user, not only you (Unix: needs an absolute-path name).
+    #[arg(long)]
+    pub allow_all_users: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TimeoutArg {
+    /// Seconds to wait for the pipe to appear or for a free instance (0: do not wait).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Pipe name.
+    pub name: String,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
+    pub timeout: TimeoutArg,
+    /// Print messages as lowercase hex, one per line.
+    #[arg(long)]
+    pub hex: bool,
+    /// After stdin ends, keep printing replies for this many seconds unless the
+    /// peer closes first.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub linger: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Pipe name.
+    pub name: String,
+    /// Messages to send, one message each.
+    #[arg(required = true)]
+    pub messages: Vec<String>,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
+    pub timeout: TimeoutArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Pipe name.
+    pub name: String,
+    /// Stop after N messages (default: until the peer closes).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
+    pub timeout: TimeoutArg,
+    /// Print messages as lowercase hex, one per line.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoPeerArgs {
+    /// Which scenario to play.
+    pub scenario: String,
+    /// Object name(s) process A created.
+    pub names: Vec<String>,
+}

@@ -1,0 +1,16 @@
+//! Subcommands: one file each; `run` dispatches.
+
+pub mod demo;
+pub mod pipe;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pipe(c) => pipe::run(c),
+        Command::Demo => demo::run(),
+        Command::DemoPeer(a) => demo::peer(a),
+    }
+}

@@ -1,0 +1,267 @@
+//! Helper process for cross-process tests. Each role prints `READY` (servers) or
+//! its result lines on stdout; the test reads them as readiness signals. Roles that
+//! wait do so until stdin closes, so a test ends them by dropping the handle (or
+//! kills them to test crashes).
+//!
+//! Usage: `peer ROLE ARGS...` — see `main`.
+
+use std::io::{self, BufRead, Read, Write};
+use std::time::Duration;
+
+use named_ipc::pipe::{Framed, ListenerOptions, PipeListener, PipeMode, PipeStream};
+
+fn say(line: &str) {
+    let mut o = io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
+}
+
+fn mode(s: &str) -> PipeMode {
+    match s {
+        "message" => PipeMode::Message,
+        "byte" | "framed" => PipeMode::Byte,
+        other => panic!("bad mode {other}"),
+    }
+}
+
+/// Exits the process when stdin reaches EOF (the test dropped our stdin).
+fn exit_on_stdin_eof() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = io::stdin().read_to_end(&mut sink);
+        std::process::exit(0);
+    });
+}
+
+fn wait_stdin_eof() {
+    let mut sink = Vec::new();
+    let _ = io::stdin().read_to_end(&mut sink);
+}
+
+/// Deterministic payload: message `seq` of `len` bytes.
+fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
+        .collect()
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
+    args.get(i)
+        .unwrap_or_else(|| panic!("missing {what}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("bad {what}"))
+}
+
+fn serve_echo(conn: PipeStream, wire: &str) {
+    let r: io::Result<()> = (|| {
+        match wire {
+            "message" => {
+                let mut buf = Vec::new();
+                while conn.recv_into(&mut buf)?.is_some() {
+                    conn.send(&buf)?;
+                }
+            }
+            "framed" => {
+                let mut f = Framed::new(&conn);
+                while let Some(m) = f.recv()? {
+                    f.send(&m)?;
+                }
+            }
+            _ => {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = (&conn).read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    (&conn).write_all(&buf[..n])?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        say(&format!("CLIENT-ERROR {:?} {e}", e.kind()));
+    }
+}
+
+/// Servers of a thousand clients need more descriptors than some defaults (1024).
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: r is a valid out-pointer; raising the soft limit to the hard one.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max.min(65536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() {}
+
+fn main() {
+    raise_fd_limit();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let role = args.first().map(String::as_str).unwrap_or("");
+    match role {
+        // echo NAME WIRE MAX_INSTANCES MAX_MESSAGE: echo server, one thread per client.
+        "echo" => {
+            let name = &args[1];
+            let wire = args[2].clone();
+            let mut o = ListenerOptions::new();
+            o.mode(mode(&wire))
+                .max_instances(arg(&args, 3, "max instances"))
+                .max_message_size(arg(&args, 4, "max message"));
+            let l = o.create(name).expect("bind");
+            say(&format!("READY {}", std::process::id()));
+            exit_on_stdin_eof();
+            for conn in l.incoming() {
+                let conn = conn.expect("accept");
+                let wire = wire.clone();
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || serve_echo(conn, &wire))
+                    .expect("thread");
+            }
+        }
+        // send-then-exit NAME COUNT SIZE HOW: accept one client, send COUNT messages,
+        // then leave by `drop`, `disconnect` or `exit` (process exit, no cleanup).
+        "send-then-exit" => {
+            let l = bind(&args[1]);
+            say("READY");
+            let count: u64 = arg(&args, 2, "count");
+            let size: usize = arg(&args, 3, "size");
+            let conn = l.accept().expect("accept");
+            for seq in 0..count {
+                conn.send(&payload(seq, size)).expect("send");
+            }
+            match args[4].as_str() {
+                "disconnect" => conn.disconnect().expect("disconnect"),
+                "exit" => std::process::exit(0),
+                _ => drop(conn),
+            }
+        }
+        // server-hold NAME: accept one client, report it, block in recv until the
+        // client goes away, and report how recv ended.
+        "server-hold" => {
+            let l = bind(&args[1]);
+            say("READY");
+            let conn = l.accept().expect("accept");
+            say("ACCEPTED");
+            match conn.recv() {
+                Ok(None) => say("RECV-END eof"),
+                Ok(Some(m)) => say(&format!("RECV-END message {}", m.len())),
+                Err(e) => say(&format!("RECV-END error {:?}", e.kind())),
+            }
+        }
+        // connect-hold NAME: connect, report, then wait for stdin EOF (or a kill).
+        "connect-hold" => {
+            let c =
+                PipeStream::connect_timeout(&args[1], Duration::from_secs(20)).expect("connect");
+            say(&format!("CONNECTED {}", c.peer_pid().unwrap_or(0)));
+            wait_stdin_eof();
+        }
+        // client-recv-block NAME: connect and block in recv; report how it ended.
+        "client-recv-block" => {
+            let c =
+                PipeStream::connect_timeout(&args[1], Duration::from_secs(20)).expect("connect");
+            say("CONNECTED");
+            match c.recv() {
+                Ok(None) => say("RECV-END eof"),
+                Ok(Some(m)) => say(&format!("RECV-END message {}", m.len())),
+                Err(e) => say(&format!("RECV-END error {:?}", e.kind())),
+            }
+        }
+        // client-echo NAME COUNT SIZES: connect, send and check COUNT echoes of each
+        // size (comma-separated), print OK.
+        "client-echo" => {
+            let c =
+                PipeStream::connect_timeout(&args[1], Duration::from_secs(20)).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let count: u64 = arg(&args, 2, "count");
+            let sizes: Vec<usize> = args[3].split(',').map(|s| s.parse().unwrap()).collect();
+            let mut buf = Vec::new();
+            for seq in 0..count {
+                for &size in &sizes {
+                    let p = payload(seq, size);
+                    c.send(&p).expect("send");
+                    c.recv_into(&mut buf).expect("recv").expect("eof");
+                    assert_eq!(buf, p, "echo of message {seq} ({size} bytes) differs");
+                }
+            }
+            say("OK");
+        }
+        // info-server NAME: accept one client and tell it what we see of it.
+        "info-server" => {
+            let l = bind(&args[1]);
+            say("READY");
+            let conn = l.accept().expect("accept");
+            let pid = conn
+                .peer_pid()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|e| format!("error:{e}"));
+            let user = conn
+                .peer_user()
+                .map(|u| u.to_string())
+                .unwrap_or_else(|e| format!("error:{e}"));
+            let me = named_ipc::pipe::UserId::current()
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            conn.send(format!("pid={pid} user={user} server_user={me}").as_bytes())
+                .expect("send");
+            let _ = conn.recv();
+        }
+        // bind NAME: try to create the pipe and report; hold it until stdin EOF.
+        "bind" => match ListenerOptions::new().create(&args[1]) {
+            Ok(_l) => {
+                say("BOUND");
+                wait_stdin_eof();
+            }
+            Err(e) => say(&format!("ERR {:?} {e}", e.kind())),
+        },
+        // client-many NAME N: hold N connections at once, then echo a message on
+        // each, print OK.
+        "client-many" => {
+            let n: usize = arg(&args, 2, "count");
+            let conns: Vec<PipeStream> = (0..n)
+                .map(|_| {
+                    PipeStream::connect_timeout(&args[1], Duration::from_secs(60)).expect("connect")
+                })
+                .collect();
+            say("CONNECTED");
+            for (i, c) in conns.iter().enumerate() {
+                c.send(&payload(i as u64, 100)).expect("send");
+            }
+            for (i, c) in conns.iter().enumerate() {
+                c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                assert_eq!(
+                    c.recv().expect("recv").expect("eof"),
+                    payload(i as u64, 100)
+                );
+            }
+            say("OK");
+            wait_stdin_eof();
+        }
+        // lines: print stdin lines back with a prefix (used to test spawning).
+        "lines" => {
+            for line in io::stdin().lock().lines() {
+                say(&format!("got {}", line.unwrap()));
+            }
+        }
+        other => {
+            eprintln!("peer: unknown role {other:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A default (message-mode) listener.
+fn bind(name: &str) -> PipeListener {
+    PipeListener::bind(name).expect("bind")
+}

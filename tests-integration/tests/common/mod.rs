@@ -1,0 +1,250 @@
+//! Shared helpers: unique names, helper processes with readiness lines and
+//! watchdogs. No helper sleeps to wait for another process; every blocking step
+//! has a deadline that fails the test (and kills the child) instead of hanging.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Longest a single step may take before the test fails: generous, because CI
+/// machines are slow and Wine more so. Never a performance assertion.
+pub const STEP: Duration = Duration::from_secs(60);
+
+/// A name no other test (or test run) uses.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "nit-{tag}-{}-{}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// The `peer` helper binary.
+pub fn peer_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_peer"))
+}
+
+/// The `nipc` binary, built next to `peer` by `cargo test --workspace`.
+pub fn nipc_exe() -> PathBuf {
+    let p = peer_exe().with_file_name(format!("nipc{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so nipc is built",
+        p.display()
+    );
+    p
+}
+
+/// Deterministic payload, the same as the peer's.
+pub fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
+        .collect()
+}
+
+/// A child process whose stdout lines arrive on a channel.
+pub struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    what: String,
+    stderr: Option<Receiver<String>>,
+}
+
+impl Peer {
+    /// Starts the `peer` helper with `args`.
+    pub fn spawn(args: &[&str]) -> Peer {
+        Peer::start(&peer_exe(), args)
+    }
+
+    /// Starts any program with piped stdin/stdout (stderr collected).
+    pub fn start(exe: &std::path::Path, args: &[&str]) -> Peer {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} {args:?}: {e}", exe.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let (etx, erx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = etx.send(line);
+            }
+        });
+        Peer {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            what: format!("{} {args:?}", exe.display()),
+            stderr: Some(erx),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stdin(&mut self) -> &mut ChildStdin {
+        self.stdin.as_mut().expect("stdin already closed")
+    }
+
+    /// The next stdout line, within [`STEP`].
+    pub fn line(&mut self) -> String {
+        match self.lines.recv_timeout(STEP) {
+            Ok(l) => l,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("{}: no output line within {STEP:?}", self.what)
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let err = self.stderr_text();
+                panic!("{}: stdout closed; stderr:\n{err}", self.what)
+            }
+        }
+    }
+
+    /// The next stdout line, or `None` once stdout is closed.
+    pub fn try_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(STEP) {
+            Ok(l) => Some(l),
+            Err(RecvTimeoutError::Timeout) => panic!("{}: no output within {STEP:?}", self.what),
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Reads the next line and checks that it starts with `prefix`.
+    pub fn expect(&mut self, prefix: &str) -> String {
+        let l = self.line();
+        assert!(
+            l.starts_with(prefix),
+            "{}: expected a line starting with {prefix:?}, got {l:?}",
+            self.what
+        );
+        l
+    }
+
+    /// Everything written to stderr so far (and, once the child exited, all).
+    pub fn stderr_text(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(rx) = &self.stderr {
+            while let Ok(l) = rx.try_recv() {
+                s.push_str(&l);
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    /// Waits for the next stderr line containing `needle`, within [`STEP`].
+    pub fn expect_stderr(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        let rx = self.stderr.as_ref().unwrap();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => continue,
+                Err(_) => panic!("{}: no stderr line containing {needle:?}", self.what),
+            }
+        }
+    }
+
+    /// Closes the child's stdin (helpers exit on EOF).
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for exit within [`STEP`]; kills the child and fails otherwise.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.close_stdin();
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{}: did not exit within {STEP:?}", self.what);
+            }
+            // Polling a child's exit status against a deadline; nothing is
+            // synchronised by this pause.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for a successful exit.
+    pub fn wait_ok(&mut self) {
+        let st = self.wait();
+        let err = self.stderr_text();
+        assert!(st.success(), "{} failed: {st}\nstderr:\n{err}", self.what);
+    }
+
+    /// Kills the child (SIGKILL / TerminateProcess) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether we run under Wine, which accepts but does not enforce some Windows
+/// security features (`FILE_FLAG_FIRST_PIPE_INSTANCE`, DACLs).
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub fn is_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: ntdll is always loaded; we only look up an export by name.
+    unsafe {
+        let h = GetModuleHandleW(ntdll.as_ptr());
+        !h.is_null() && GetProcAddress(h, b"wine_get_version\0".as_ptr()).is_some()
+    }
+}
+
+#[cfg(not(windows))]
+pub fn is_wine() -> bool {
+    false
+}
+
+/// Runs `f` on a thread and fails the test if it does not finish within [`STEP`].
+pub fn with_watchdog<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(STEP) {
+        Ok(v) => v,
+        Err(RecvTimeoutError::Timeout) => panic!("{what}: hung for {STEP:?}"),
+        Err(RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
