@@ -29,13 +29,21 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// The `peer` helper binary.
+/// The `peer` helper binary (only in tests of the tests-integration package).
 pub fn peer_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_peer"))
+    match option_env!("CARGO_BIN_EXE_peer") {
+        Some(p) => PathBuf::from(p),
+        None => panic!("the peer helper exists only in tests-integration's tests"),
+    }
 }
 
-/// The `nipc` binary, built next to `peer` by `cargo test --workspace`.
+/// The `nipc` binary: cargo's own path in nipc's tests; elsewhere the one built
+/// next to `peer` by `cargo test --workspace` (nipc's integration tests make
+/// cargo build it).
 pub fn nipc_exe() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_nipc") {
+        return PathBuf::from(p);
+    }
     let p = peer_exe().with_file_name(format!("nipc{}", std::env::consts::EXE_SUFFIX));
     assert!(
         p.exists(),
@@ -145,11 +153,18 @@ impl Peer {
         l
     }
 
-    /// Everything written to stderr so far (and, once the child exited, all).
+    /// Everything written to stderr so far; once the child has exited, all of it.
     pub fn stderr_text(&mut self) -> String {
+        let exited = matches!(self.child.try_wait(), Ok(Some(_)));
         let mut s = String::new();
         if let Some(rx) = &self.stderr {
-            while let Ok(l) = rx.try_recv() {
+            loop {
+                let next = if exited {
+                    rx.recv_timeout(STEP).ok()
+                } else {
+                    rx.try_recv().ok()
+                };
+                let Some(l) = next else { break };
                 s.push_str(&l);
                 s.push('\n');
             }
@@ -227,7 +242,7 @@ pub fn is_wine() -> bool {
     // SAFETY: ntdll is always loaded; we only look up an export by name.
     unsafe {
         let h = GetModuleHandleW(ntdll.as_ptr());
-        !h.is_null() && GetProcAddress(h, b"wine_get_version\0".as_ptr()).is_some()
+        !h.is_null() && GetProcAddress(h, c"wine_get_version".as_ptr().cast()).is_some()
     }
 }
 

@@ -252,6 +252,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             .peer_pid()
             .map(|p| format!("client pid {p}"))
             .unwrap_or_else(|_| format!("client #{id}"));
+        eprintln!("nipc: {who} connected");
         let sender = Arc::new(Sender::new(Arc::clone(&stream), a.mode.mode));
         clients
             .lock()
@@ -294,6 +295,7 @@ fn serve(a: ServeArgs) -> Result<()> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
+                eprintln!("nipc: {who} left");
                 first_left.store(true, Ordering::SeqCst);
             })
             .context("cannot start a client thread")?;

@@ -1,0 +1,28 @@
+//! When building for Windows, compiles the plain Win32 C test peers in `c/` with
+//! mingw-w64 (statically linked, so Wine needs no extra DLLs) and tells the tests
+//! where they are through `NIPC_C_PEERS`. Other targets need nothing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=c");
+    println!("cargo:rerun-if-env-changed=NIPC_MINGW_CC");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("windows") {
+        return;
+    }
+    let cc = std::env::var("NIPC_MINGW_CC").unwrap_or_else(|_| "x86_64-w64-mingw32-gcc".into());
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    for prog in ["pipe_client", "pipe_server", "framed_client"] {
+        let src = format!("c/{prog}.c");
+        let exe = out.join(format!("{prog}.exe"));
+        let status = Command::new(&cc)
+            .args(["-O2", "-static", "-Wall", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {cc} (mingw-w64) to build {src}: {e}"));
+        assert!(status.success(), "{cc} failed to build {src}");
+    }
+    println!("cargo:rustc-env=NIPC_C_PEERS={}", out.display());
+}
