@@ -68,6 +68,56 @@ impl Received {
     }
 }
 
+/// A receive buffer at least this large is read into directly (header and
+/// payload in one OS call) instead of through the reader's own buffer.
+const SCATTER_MIN: usize = 256;
+
+/// Where a [`FrameReader`] gets its bytes. The defaults work for any `Read`;
+/// the Unix socket overrides them to read straight into the caller's buffer.
+pub(crate) trait Source: Read {
+    /// Appends up to `max` bytes to `out`, returning how many; 0 means end of
+    /// stream. On error, bytes appended before it stay in `out`.
+    fn read_append(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let before = out.len();
+        <&mut Self as Read>::take(self, max as u64).read_to_end(out)?;
+        Ok(out.len() - before)
+    }
+
+    /// Reads the 4 header bytes into `head` and what follows into the spare
+    /// capacity of `out`, in one OS call, returning the total. `None`: not
+    /// supported by this source.
+    fn read_head_and_append(
+        &mut self,
+        head: &mut [u8; HEADER_LEN],
+        out: &mut Vec<u8>,
+    ) -> Option<io::Result<usize>> {
+        let _ = (head, out);
+        None
+    }
+}
+
+/// Any reader as a [`Source`], without the fast paths.
+pub(crate) struct Plain<'a, R: ?Sized>(pub(crate) &'a mut R);
+
+impl<R: Read + ?Sized> Read for Plain<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read + ?Sized> Source for Plain<'_, R> {}
+
+/// Outcome of [`FrameReader::read_head_direct`].
+enum Direct {
+    /// A header was read and the payload so far is in the caller's buffer.
+    Header,
+    /// Clean end of stream at a message boundary.
+    End,
+    /// Not possible here, or only part of a header arrived (now buffered):
+    /// continue on the ordinary path.
+    Fallback,
+}
+
 /// Sticky error of a reader whose stream lost frame sync.
 #[derive(Clone)]
 struct Poison {
@@ -156,15 +206,7 @@ impl FrameReader {
                 self.lo += HEADER_LEN;
                 let len = u32::from_le_bytes(h);
                 if len > self.max {
-                    return Err(self.poison(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: incoming message of {len} bytes exceeds the limit of {} bytes \
-                             (raise the receiver's max message size, or check that the peer \
-                             speaks the u32-LE length-prefixed format)",
-                            self.label, self.max
-                        ),
-                    ));
+                    return Err(self.too_large(len));
                 }
                 self.remaining = Some(len);
                 self.total = len;
@@ -212,18 +254,33 @@ impl FrameReader {
 
     /// Receives one whole message into `out` (replacing its contents).
     /// `Ok(None)`: the stream ended cleanly at a message boundary.
-    pub(crate) fn recv_into<R: Read>(
+    pub(crate) fn recv_into<S: Source>(
         &mut self,
-        r: &mut R,
+        r: &mut S,
         out: &mut Vec<u8>,
     ) -> io::Result<Option<usize>> {
         self.check_poison()?;
         out.clear();
-        if self.remaining.is_none() && self.read_header(r)?.is_none() {
-            return Ok(None);
+        if self.remaining.is_none() {
+            let fast = self.lo == self.hi && out.capacity() >= SCATTER_MIN;
+            match if fast {
+                self.read_head_direct(r, out)?
+            } else {
+                Direct::Fallback
+            } {
+                Direct::Header => {}
+                Direct::End => return Ok(None),
+                Direct::Fallback => {
+                    if self.read_header(r)?.is_none() {
+                        return Ok(None);
+                    }
+                }
+            }
+        } else if !self.stash.is_empty() {
+            // Resume a message interrupted by a timeout or WouldBlock.
+            std::mem::swap(out, &mut self.stash);
         }
         let mut rem = self.remaining.unwrap_or(0);
-        std::mem::swap(out, &mut self.stash);
         out.reserve(rem as usize);
         let take = (rem as usize).min(self.hi - self.lo);
         out.extend_from_slice(&self.buf[self.lo..self.lo + take]);
@@ -231,12 +288,10 @@ impl FrameReader {
         rem -= take as u32;
         while rem > 0 {
             let before = out.len();
-            let res = r.by_ref().take(u64::from(rem)).read_to_end(out);
+            let res = r.read_append(out, rem as usize);
             rem -= (out.len() - before) as u32;
             match res {
-                Ok(_) if rem > 0 => {
-                    return Err(self.truncated(rem));
-                }
+                Ok(0) if rem > 0 => return Err(self.truncated(rem)),
                 Ok(_) => {}
                 Err(e) => {
                     // Keep what arrived; the next call continues this message.
@@ -249,6 +304,58 @@ impl FrameReader {
         }
         self.remaining = None;
         Ok(Some(out.len()))
+    }
+
+    /// The fast path at a message boundary with nothing buffered: one OS call
+    /// puts the header in a small array and the payload straight into `out`.
+    /// Bytes beyond this message move to our buffer.
+    fn read_head_direct<S: Source>(&mut self, r: &mut S, out: &mut Vec<u8>) -> io::Result<Direct> {
+        let mut head = [0u8; HEADER_LEN];
+        let n = match r.read_head_and_append(&mut head, out) {
+            None => return Ok(Direct::Fallback),
+            Some(n) => n?,
+        };
+        if n == 0 {
+            return Ok(Direct::End);
+        }
+        if n < HEADER_LEN {
+            // A partial header: buffer it; the ordinary path reads the rest.
+            self.keep(&head[..n]);
+            return Ok(Direct::Fallback);
+        }
+        let len = u32::from_le_bytes(head);
+        if len > self.max {
+            return Err(self.too_large(len));
+        }
+        if out.len() > len as usize {
+            let extra = out.split_off(len as usize);
+            self.keep(&extra);
+        }
+        self.remaining = Some(len - out.len() as u32);
+        self.total = len;
+        Ok(Direct::Header)
+    }
+
+    /// Buffers bytes read ahead (the buffer is empty when this is called).
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.buf.len() < bytes.len().max(READ_BUF) {
+            self.buf.resize(bytes.len().max(READ_BUF), 0);
+        }
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+        self.lo = 0;
+        self.hi = bytes.len();
+    }
+
+    fn too_large(&mut self, len: u32) -> io::Error {
+        self.poison(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: incoming message of {len} bytes exceeds the limit of {} bytes \
+                 (raise the receiver's max message size, or check that the peer \
+                 speaks the u32-LE length-prefixed format)",
+                self.label, self.max
+            ),
+        )
     }
 
     /// Copies as much of the current (or next) message as fits into `out`.
@@ -324,15 +431,20 @@ impl FrameReader {
     }
 }
 
-/// Writes one frame with a single `write_all` for small payloads (so the peer
-/// usually gets header and payload in one read) and two for large ones.
-pub(crate) fn write_frame<W: Write + ?Sized>(w: &mut W, msg: &[u8]) -> io::Result<()> {
+/// Writes one frame with a single `write_all` for payloads up to 64 KiB (so the
+/// peer usually gets header and payload in one read), assembled in `scratch`,
+/// and with two writes for larger ones.
+pub(crate) fn write_frame<W: Write + ?Sized>(
+    w: &mut W,
+    msg: &[u8],
+    scratch: &mut Vec<u8>,
+) -> io::Result<()> {
     let header = encode_header(msg.len())?;
     if msg.len() <= 64 * 1024 {
-        let mut frame = Vec::with_capacity(HEADER_LEN + msg.len());
-        frame.extend_from_slice(&header);
-        frame.extend_from_slice(msg);
-        w.write_all(&frame)
+        scratch.clear();
+        scratch.extend_from_slice(&header);
+        scratch.extend_from_slice(msg);
+        w.write_all(scratch)
     } else {
         w.write_all(&header)?;
         w.write_all(msg)
@@ -366,6 +478,7 @@ pub(crate) fn write_frame<W: Write + ?Sized>(w: &mut W, msg: &[u8]) -> io::Resul
 pub struct Framed<T> {
     io: T,
     reader: FrameReader,
+    scratch: Vec<u8>,
 }
 
 impl<T> Framed<T> {
@@ -379,6 +492,7 @@ impl<T> Framed<T> {
         Framed {
             io,
             reader: FrameReader::new(max, "framed stream".to_owned()),
+            scratch: Vec::new(),
         }
     }
 
@@ -412,7 +526,7 @@ impl<T: Write> Framed<T> {
     /// Errors of the underlying stream; [`io::ErrorKind::InvalidInput`] for a
     /// message of 4 GiB or more.
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        write_frame(&mut self.io, msg)?;
+        write_frame(&mut self.io, msg, &mut self.scratch)?;
         self.io.flush()
     }
 }
@@ -436,7 +550,7 @@ impl<T: Read> Framed<T> {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.reader.recv_into(&mut self.io, buf)
+        self.reader.recv_into(&mut Plain(&mut self.io), buf)
     }
 
     /// Reads as much of the next frame as fits into `buf`; the rest stays for the
@@ -476,6 +590,8 @@ struct Input {
     bytes: VecDeque<u8>,
     eof: bool,
 }
+
+impl Source for Input {}
 
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -539,8 +655,9 @@ mod tests {
 
     fn frames(msgs: &[&[u8]]) -> Vec<u8> {
         let mut w = Vec::new();
+        let mut scratch = Vec::new();
         for m in msgs {
-            write_frame(&mut w, m).unwrap();
+            write_frame(&mut w, m, &mut scratch).unwrap();
         }
         w
     }
@@ -635,7 +752,7 @@ mod tests {
         let mut got = Vec::new();
         let mut v = Vec::new();
         loop {
-            match fr.recv_into(&mut r, &mut v) {
+            match fr.recv_into(&mut Plain(&mut r), &mut v) {
                 Ok(Some(_)) => got.push(v.clone()),
                 Ok(None) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -644,6 +761,91 @@ mod tests {
         }
         let want: Vec<Vec<u8>> = msgs.iter().map(|m| m.to_vec()).collect();
         assert_eq!(got, want);
+    }
+
+    /// A source with the scatter fast path, cutting the stream at `cuts` and
+    /// returning `WouldBlock` between reads, like a nonblocking socket.
+    struct Scatter {
+        data: Vec<u8>,
+        pos: usize,
+        cuts: Vec<usize>,
+        k: usize,
+        block_next: bool,
+    }
+
+    impl Scatter {
+        fn next_len(&mut self) -> Option<usize> {
+            if self.block_next {
+                self.block_next = false;
+                return None;
+            }
+            self.block_next = true;
+            let n = self.cuts[self.k % self.cuts.len()];
+            self.k += 1;
+            Some(n.min(self.data.len() - self.pos))
+        }
+    }
+
+    impl Read for Scatter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self
+                .next_len()
+                .ok_or(io::ErrorKind::WouldBlock)?
+                .min(buf.len());
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    impl Source for Scatter {
+        fn read_head_and_append(
+            &mut self,
+            head: &mut [u8; HEADER_LEN],
+            out: &mut Vec<u8>,
+        ) -> Option<io::Result<usize>> {
+            let Some(n) = self.next_len() else {
+                return Some(Err(io::ErrorKind::WouldBlock.into()));
+            };
+            let h = n.min(HEADER_LEN);
+            head[..h].copy_from_slice(&self.data[self.pos..self.pos + h]);
+            let room = out.capacity() - out.len();
+            let p = (n - h).min(room);
+            out.extend_from_slice(&self.data[self.pos + h..self.pos + h + p]);
+            self.pos += h + p;
+            Some(Ok(h + p))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256, failure_persistence: None, ..Default::default()
+        })]
+
+        #[test]
+        fn the_scatter_fast_path_loses_nothing(
+            msgs in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..700), 0..12),
+            cuts in proptest::collection::vec(1usize..900, 1..6),
+            cap in 0usize..1200,
+        ) {
+            let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+            let mut src = Scatter { data: frames(&refs), pos: 0, cuts, k: 0, block_next: false };
+            let mut fr = FrameReader::new(1 << 20, "t".into());
+            let mut got = Vec::new();
+            let mut v = Vec::with_capacity(cap);
+            let mut spins = 0;
+            loop {
+                spins += 1;
+                proptest::prop_assert!(spins < 100_000);
+                match fr.recv_into(&mut src, &mut v) {
+                    Ok(Some(_)) => got.push(v.clone()),
+                    Ok(None) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            proptest::prop_assert_eq!(got, msgs);
+        }
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use named_ipc::pipe::framing::encode_header;
 use named_ipc::pipe::{
     list, ConnectOptions, Framed, ListenerOptions, PipeMode, PipeStream, Security,
 };
@@ -68,29 +67,26 @@ impl Write for Shared {
 struct Sender {
     stream: Arc<PipeStream>,
     mode: Mode,
-    lock: Mutex<()>,
+    framed: Mutex<Framed<Shared>>,
 }
 
 impl Sender {
     fn new(stream: Arc<PipeStream>, mode: Mode) -> Sender {
         Sender {
+            framed: Mutex::new(Framed::new(Shared(Arc::clone(&stream)))),
             stream,
             mode,
-            lock: Mutex::new(()),
         }
     }
 
     fn send(&self, msg: &[u8]) -> io::Result<()> {
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        // One lock for every mode: a byte-mode `write_all` may take several
+        // writes, and those must not interleave with another thread's either.
+        let mut framed = self.framed.lock().unwrap_or_else(|p| p.into_inner());
         match self.mode {
             Mode::Message => self.stream.send(msg),
-            Mode::Byte => (&*self.stream).write_all(msg),
-            Mode::Framed => {
-                let mut frame = Vec::with_capacity(4 + msg.len());
-                frame.extend_from_slice(&encode_header(msg.len())?);
-                frame.extend_from_slice(msg);
-                (&*self.stream).write_all(&frame)
-            }
+            Mode::Byte => framed.get_mut().write_all(msg),
+            Mode::Framed => framed.send(msg),
         }
     }
 }

@@ -17,11 +17,15 @@ use std::sync::{Mutex, MutexGuard};
 use super::{cstr, cvt, cvt_r, UserRepr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name;
-use crate::pipe::framing::{encode_header, FrameReader, Received, HEADER_LEN};
+use crate::pipe::framing::{encode_header, FrameReader, Received, Source, HEADER_LEN};
 use crate::pipe::{
     Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode, Security,
 };
 use crate::sys::{Backoff, Wait};
+
+/// Frames up to this size (header included) are copied into one buffer and
+/// sent with a single `send`.
+const SMALL_FRAME: usize = 1024;
 
 /// Longest socket path (bytes, without the terminating NUL).
 const MAX_PATH: usize = {
@@ -349,10 +353,32 @@ fn poll_fd(fd: RawFd, events: libc::c_short, wait: Wait) -> io::Result<()> {
 }
 
 fn recv_raw(fd: RawFd, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
-    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+    let mut iov = [libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    }];
+    // SAFETY: the iovec describes `buf`, valid for writes while it is borrowed.
+    unsafe { recv_iov(fd, &mut iov, wait) }
+}
+
+/// `recvmsg` into the buffers `iov` describes, waiting per `wait`.
+///
+/// # Safety
+/// Every iovec must describe memory valid for writes until this returns.
+unsafe fn recv_iov(fd: RawFd, iov: &mut [libc::iovec], wait: Wait) -> io::Result<usize> {
+    if wait == Wait::Block {
+        // readv: the cheapest blocking scatter read (no msghdr to copy in).
+        // SAFETY: the caller guarantees the iovecs are writable.
+        return cvt_r(|| unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) })
+            .map(|n| n as usize);
+    }
     let call = |flags: libc::c_int| {
-        // SAFETY: ptr/len come from `buf`, valid for writes while it is borrowed.
-        unsafe { libc::recv(fd, ptr.cast(), len, flags) }
+        // SAFETY: all-zero is a valid msghdr; we point it at `iov`.
+        let mut m: libc::msghdr = unsafe { mem::zeroed() };
+        m.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        m.msg_iovlen = iov.len() as _;
+        // SAFETY: the caller guarantees the iovecs are writable.
+        unsafe { libc::recvmsg(fd, &mut m, flags) }
     };
     match wait {
         Wait::Block => cvt_r(|| call(0)).map(|n| n as usize),
@@ -369,6 +395,10 @@ fn recv_raw(fd: RawFd, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
 
 fn send_raw(fd: RawFd, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
     let call = |flags: libc::c_int| {
+        if let [one] = bufs {
+            // SAFETY: `one` is valid for reads of its length during the call.
+            return unsafe { libc::send(fd, one.as_ptr().cast(), one.len(), flags | SEND_FLAGS) };
+        }
         // SAFETY: all-zero is a valid msghdr; we point it at `bufs`.
         let mut m: libc::msghdr = unsafe { mem::zeroed() };
         // IoSlice is ABI-compatible with iovec; sendmsg only reads through it.
@@ -738,6 +768,54 @@ impl Read for FdReader {
     }
 }
 
+/// The iovec of `out`'s spare capacity, at most `max` bytes.
+fn spare_iovec(out: &mut Vec<u8>, max: usize) -> libc::iovec {
+    let spare = out.spare_capacity_mut();
+    libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len().min(max),
+    }
+}
+
+impl Source for FdReader {
+    /// One `recv` straight into the spare capacity: no zeroing, no copy, and
+    /// the whole remainder asked for at once.
+    fn read_append(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        out.reserve(max);
+        let mut iov = [spare_iovec(out, max)];
+        // SAFETY: the iovec covers spare capacity of `out`, writable while it
+        // is borrowed; recvmsg initialises the first n bytes, which set_len
+        // then exposes.
+        let n = unsafe { recv_iov(self.fd, &mut iov, self.wait) }?;
+        // SAFETY: see above; n <= the iovec length.
+        unsafe { out.set_len(out.len() + n) };
+        Ok(n)
+    }
+
+    fn read_head_and_append(
+        &mut self,
+        head: &mut [u8; HEADER_LEN],
+        out: &mut Vec<u8>,
+    ) -> Option<io::Result<usize>> {
+        let mut iov = [
+            libc::iovec {
+                iov_base: head.as_mut_ptr().cast(),
+                iov_len: HEADER_LEN,
+            },
+            // Bounded, so that read-ahead of later messages stays small.
+            spare_iovec(out, 64 * 1024),
+        ];
+        // SAFETY: both iovecs describe writable memory borrowed for this call.
+        let r = unsafe { recv_iov(self.fd, &mut iov, self.wait) };
+        if let Ok(n) = r {
+            let payload = n.saturating_sub(HEADER_LEN);
+            // SAFETY: recvmsg initialised `payload` bytes of the spare capacity.
+            unsafe { out.set_len(out.len() + payload) };
+        }
+        Some(r)
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -855,30 +933,35 @@ impl Stream {
 
     pub(crate) fn send_msg(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
         let header = encode_header(msg.len())?;
+        // Small frames go out as one contiguous buffer (one plain `send`); large
+        // ones as header + payload without copying (`sendmsg`).
+        let mut small = [0u8; SMALL_FRAME];
+        let (a, b): (&[u8], &[u8]) = if msg.len() <= SMALL_FRAME - HEADER_LEN {
+            small[..HEADER_LEN].copy_from_slice(&header);
+            small[HEADER_LEN..HEADER_LEN + msg.len()].copy_from_slice(msg);
+            (&small[..HEADER_LEN + msg.len()], &[])
+        } else {
+            (&header, msg)
+        };
         let mut tx = lock(&self.tx);
         self.drain(&mut tx, wait)?;
-        let total = HEADER_LEN + msg.len();
+        let total = a.len() + b.len();
         let mut sent = 0usize;
         while sent < total {
-            let bufs: [IoSlice<'_>; 2];
-            let slices: &[IoSlice<'_>] = if sent < HEADER_LEN {
-                bufs = [IoSlice::new(&header[sent..]), IoSlice::new(msg)];
-                &bufs
+            let (x, y) = if sent < a.len() {
+                (&a[sent..], b)
             } else {
-                bufs = [IoSlice::new(&msg[sent - HEADER_LEN..]), IoSlice::new(&[])];
-                &bufs[..1]
+                (&b[sent - a.len()..], &[][..])
             };
-            match send_raw(self.raw(), slices, wait) {
-                Ok(n) => sent += n,
+            let bufs = [IoSlice::new(x), IoSlice::new(y)];
+            let n = if y.is_empty() { 1 } else { 2 };
+            match send_raw(self.raw(), &bufs[..n], wait) {
+                Ok(k) => sent += k,
                 Err(e) if is_wait_expired(&e) && sent > 0 => {
                     // Part of the frame is on the wire: the message is accepted and
                     // its tail goes out with the next send or flush.
-                    if sent < HEADER_LEN {
-                        tx.pending.extend_from_slice(&header[sent..]);
-                        tx.pending.extend_from_slice(msg);
-                    } else {
-                        tx.pending.extend_from_slice(&msg[sent - HEADER_LEN..]);
-                    }
+                    tx.pending.extend_from_slice(x);
+                    tx.pending.extend_from_slice(y);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
