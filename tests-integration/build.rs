@@ -13,7 +13,13 @@ fn main() {
     }
     let cc = std::env::var("NIPC_MINGW_CC").unwrap_or_else(|_| "x86_64-w64-mingw32-gcc".into());
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    for prog in ["pipe_client", "pipe_server", "framed_client"] {
+    for prog in [
+        "pipe_client",
+        "pipe_server",
+        "framed_client",
+        "shm_writer",
+        "shm_reader",
+    ] {
         let src = format!("c/{prog}.c");
         let exe = out.join(format!("{prog}.exe"));
         let status = Command::new(&cc)

@@ -66,6 +66,50 @@ c.close()
 os.unlink(path)
 "#;
 
+    const PY_SHM: &str = r#"
+import sys
+from multiprocessing import shared_memory, resource_tracker
+name, action = sys.argv[1], sys.argv[2]
+if action == "create":
+    m = shared_memory.SharedMemory(name=name, create=True, size=4096)
+    m.buf[:12] = b"from python\0"
+    print("ready", flush=True)
+    sys.stdin.read()
+    m.close(); m.unlink()
+else:
+    m = shared_memory.SharedMemory(name=name)
+    # Python 3.8-3.12 would unlink a segment it only opened: opt out.
+    resource_tracker.unregister(m._name, "shared_memory")
+    print(m.size, bytes(m.buf[:5]).decode(), flush=True)
+    m.buf[:6] = b"PYTHON"
+    m.close()
+"#;
+
+    #[test]
+    fn python_shared_memory_and_nipc_see_the_same_bytes() {
+        // nipc writes, Python reads and writes back, nipc reads.
+        let name = unique("py-shm");
+        Peer::start(&nipc_exe(), &["shm", "write", &name, "Shine"]).wait_ok();
+        let mut py = python(PY_SHM, &[&name, "open"]);
+        assert_eq!(py.line(), "4096 Shine");
+        py.wait_ok();
+        let seg =
+            named_ipc::shm::ShmSegment::open(&name, named_ipc::shm::Access::ReadOnly).unwrap();
+        let mut buf = [0u8; 6];
+        seg.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"PYTHON");
+        named_ipc::shm::ShmSegment::remove(&name).unwrap();
+
+        // Python creates, nipc reads.
+        let name = unique("py-shm2");
+        let mut py = python(PY_SHM, &[&name, "create"]);
+        py.expect("ready");
+        let mut r = Peer::start(&nipc_exe(), &["shm", "read", &name]);
+        assert_eq!(r.line(), "from python");
+        r.wait_ok();
+        py.wait_ok();
+    }
+
     #[test]
     fn the_library_talks_to_a_python_server() {
         let path = std::env::temp_dir().join(format!("{}.sock", unique("py-server")));
@@ -135,5 +179,34 @@ mod windows {
         assert_eq!(srv.line(), "a");
         assert_eq!(srv.line(), "bb");
         assert_eq!(srv.line(), "ccc");
+    }
+
+    #[test]
+    fn nipc_reads_what_the_spec_process_a_wrote() {
+        let name = unique("c-shm-a");
+        let mut a = Peer::start(&c_peer("shm_writer"), &[&name, "Shine"]);
+        a.expect("written");
+        let mut r = Peer::start(&nipc_exe(), &["shm", "read", &name]);
+        assert_eq!(r.line(), "Shine");
+        r.wait_ok();
+        // The library sees the same bytes, with no header in front.
+        let seg =
+            named_ipc::shm::ShmSegment::open(&name, named_ipc::shm::Access::ReadOnly).unwrap();
+        let mut buf = [0u8; 6];
+        seg.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"Shine\0");
+    }
+
+    #[test]
+    fn the_spec_process_b_reads_what_nipc_wrote() {
+        let name = unique("c-shm-b");
+        let mut w = Peer::start(
+            &nipc_exe(),
+            &["shm", "write", &name, "Shine", "--hold", "120"],
+        );
+        w.expect_stderr("holding");
+        let mut b = Peer::start(&c_peer("shm_reader"), &[&name]);
+        assert_eq!(b.line(), "what I read from share memory is: Shine");
+        b.wait_ok();
     }
 }

@@ -1,10 +1,16 @@
-//! Inter-process communication through named OS objects: named pipes today,
-//! named shared memory next, with one API on Windows, Linux and macOS.
+//! Inter-process communication through named OS objects — named pipes, named
+//! shared memory, named mutexes and events — with one API on Windows, Linux and
+//! macOS.
 //!
 //! - [`pipe`]: a server creates a pipe by name ([`pipe::PipeListener`]), clients
 //!   connect ([`pipe::PipeStream`]); message mode keeps boundaries, byte mode is a
 //!   stream, [`pipe::Framed`] adds the spec's u32-LE size prefix to any stream.
-//! - [`name`]: how names map to OS objects (`\\.\pipe\NAME`, socket paths).
+//! - [`shm`]: named shared memory ([`shm::ShmSegment`]) with no hidden header,
+//!   safe copying access, atomics, and file-backed or unnamed segments.
+//! - [`sync`]: [`sync::NamedMutex`] (told when its holder died) and
+//!   [`sync::NamedEvent`] (auto- and manual-reset), across processes.
+//! - [`name`]: how names map to OS objects (`\\.\pipe\NAME`, socket paths,
+//!   `Local\NAME`, `/NAME`).
 //!
 //! Windows uses the native Win32 objects, so plain Win32 programs that use the
 //! same names interoperate. Unix uses Unix domain sockets with a documented wire
@@ -19,6 +25,9 @@ mod error;
 pub mod name;
 pub mod os;
 pub mod pipe;
+pub mod shm;
+pub mod sync;
 mod sys;
 
 pub use error::{downcast_io, Error, ErrorKind, Result};
+pub use pipe::Security;

@@ -6,6 +6,16 @@
 //! | pipe `\\.\pipe\NAME` | as is | same as `NAME` |
 //! | pipe `/abs/path.sock` | invalid | that socket path |
 //!
+//! Shared memory, mutexes and events share one namespace per OS, as they do on
+//! Windows:
+//!
+//! | you write | Windows | Linux / macOS |
+//! |---|---|---|
+//! | `NAME` | `Local\NAME` (this session) | POSIX shm `/NAME` |
+//! | `Local\NAME` | as is | `/NAME` |
+//! | `Global\NAME` | as is (needs `SeCreateGlobalPrivilege` to create) | `/NAME` |
+//! | `/NAME` | invalid | as is |
+//!
 //! A plain `NAME` must be non-empty and may not contain `/`, `\` or NUL, nor be
 //! `.` or `..`. Windows compares pipe names case-insensitively; Unix paths are
 //! case-sensitive, so stick to one spelling. Names that do not fit the OS limit
@@ -17,6 +27,52 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The Windows prefix of local pipe names; accepted on every OS.
 pub(crate) const PIPE_PREFIX: &str = r"\\.\pipe\";
+
+/// Windows kernel-object namespace prefixes; accepted (and dropped) on Unix.
+pub(crate) const LOCAL_PREFIX: &str = r"Local\";
+pub(crate) const GLOBAL_PREFIX: &str = r"Global\";
+
+/// Splits a shared-memory / mutex / event name into its namespace prefix
+/// (`Local\` or `Global\`, any case; `None` when absent) and the bare name,
+/// checking the parts every OS shares. A leading `/` (POSIX style) is returned
+/// as part of neither: the bare name is what follows it.
+pub(crate) fn object_parts<'a>(
+    name: &'a str,
+    kind: &str,
+) -> Result<(Option<&'static str>, &'a str)> {
+    if name.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            name,
+            format!("{kind} name is empty; give a name such as \"my-app-state\""),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            name,
+            format!("{kind} name {name:?} contains a NUL character"),
+        ));
+    }
+    let (prefix, bare) = if let Some(rest) = strip_prefix_ignore_case(name, LOCAL_PREFIX) {
+        (Some(LOCAL_PREFIX), rest)
+    } else if let Some(rest) = strip_prefix_ignore_case(name, GLOBAL_PREFIX) {
+        (Some(GLOBAL_PREFIX), rest)
+    } else if let Some(rest) = name.strip_prefix('/') {
+        (None, rest)
+    } else {
+        (None, name)
+    };
+    if bare.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            name,
+            format!("{kind} name {name:?} has nothing after its prefix"),
+        ));
+    }
+    check_plain(name, bare, kind)?;
+    Ok((prefix, bare))
+}
 
 /// Checks the parts of a name that every OS shares and strips a leading
 /// `\\.\pipe\` (any case). Returns the bare name, or the path if `allow_path` and
@@ -94,9 +150,47 @@ pub fn pipe_os_name(name: &str) -> Result<String> {
     crate::sys::pipe::resolve(name).map(|a| a.display())
 }
 
+/// The OS-level name of a shared-memory segment, mutex or event:
+/// `Local\NAME` / `Global\NAME` on Windows, `/NAME` on Unix. This is what
+/// `nipc shm path NAME` prints.
+///
+/// # Errors
+/// [`ErrorKind::InvalidName`] when the name breaks the rules in the
+/// [module docs](self).
+///
+/// # Examples
+/// ```
+/// let n = named_ipc::name::object_os_name("ShareMemory").unwrap();
+/// assert!(n == "/ShareMemory" || n == r"Local\ShareMemory");
+/// ```
+pub fn object_os_name(name: &str) -> Result<String> {
+    crate::sys::shm::resolve(name, "shared memory")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_names_split_prefixes() {
+        assert_eq!(object_parts("abc", "x").unwrap(), (None, "abc"));
+        assert_eq!(object_parts("/abc", "x").unwrap(), (None, "abc"));
+        assert_eq!(
+            object_parts(r"local\abc", "x").unwrap(),
+            (Some(LOCAL_PREFIX), "abc")
+        );
+        assert_eq!(
+            object_parts(r"Global\abc", "x").unwrap(),
+            (Some(GLOBAL_PREFIX), "abc")
+        );
+        for bad in ["", "/", r"Local\", "a/b", r"Global\a\b", ".", "a\0"] {
+            assert_eq!(
+                object_parts(bad, "x").unwrap_err().kind(),
+                ErrorKind::InvalidName,
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn prefix_is_stripped_case_insensitively() {

@@ -17,6 +17,9 @@ pub enum Command {
     /// Named pipes: serve, connect, send, recv, path, ls.
     #[command(subcommand)]
     Pipe(PipeCommand),
+    /// Named shared memory: create, write, read, rm, ls, gc.
+    #[command(subcommand)]
+    Shm(ShmCommand),
     /// Runs the spec's scenarios with two real processes and shows who did what.
     Demo,
     /// Internal: the demo's process B.
@@ -141,6 +144,69 @@ pub struct RecvArgs {
     /// Print messages as lowercase hex, one per line.
     #[arg(long)]
     pub hex: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShmCommand {
+    /// Create a segment (fails if the name exists). Unix: it persists until
+    /// `nipc shm rm`; Windows: it lives while a process holds it (use --hold).
+    Create {
+        /// Segment name (NAME, /NAME, Local\NAME or Global\NAME).
+        name: String,
+        /// Size in bytes (may exceed 4 GiB).
+        #[arg(long, value_name = "BYTES")]
+        size: u64,
+        #[command(flatten)]
+        hold: HoldArg,
+    },
+    /// Write TEXT and a terminating NUL at OFFSET, creating the segment (SIZE
+    /// bytes, default 4096) if it does not exist.
+    Write {
+        /// Segment name.
+        name: String,
+        /// Text to write (a NUL byte is appended, as strcpy does).
+        text: String,
+        /// Byte offset.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        offset: u64,
+        /// Size if the segment has to be created.
+        #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+        size: u64,
+        #[command(flatten)]
+        hold: HoldArg,
+    },
+    /// Print the segment's bytes from OFFSET up to the first NUL (or LEN bytes).
+    Read {
+        /// Segment name.
+        name: String,
+        /// Byte offset.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        offset: u64,
+        /// Print exactly N bytes instead of stopping at a NUL.
+        #[arg(long, value_name = "N")]
+        len: Option<u64>,
+        /// Print lowercase hex instead of text.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Remove a segment's name (Unix). Windows cannot: a mapping lives until
+    /// its last holder closes it.
+    Rm {
+        /// Segment name.
+        name: String,
+    },
+    /// List segments: NAME, SIZE, OWNER PID, OWNER state (alive/dead/kept/unknown), KIND; tab-separated.
+    Ls,
+    /// Remove what named-ipc owners that died left behind; never other objects.
+    Gc,
+}
+
+#[derive(Debug, Args)]
+pub struct HoldArg {
+    /// Keep the segment open this many seconds before exiting (Windows deletes
+    /// a mapping with its last handle).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub hold: f64,
 }
 
 #[derive(Debug, Args)]

@@ -44,10 +44,27 @@ fn main() -> ExitCode {
             if is_stdout_closed(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("nipc: error: {e:#}");
+            eprintln!("nipc: error: {}", describe(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each cause shown only if the text so far does not
+/// already say it (named-ipc errors include their OS error).
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Whether the error is our stdout being closed by the reader (`| head`).

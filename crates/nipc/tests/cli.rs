@@ -216,7 +216,7 @@ fn sigterm_stops_serve_cleanly_and_removes_the_socket() {
 }
 
 #[test]
-fn demo_runs_both_pipe_scenarios() {
+fn demo_runs_all_three_scenarios() {
     let (code, out, err) = run(&["demo"]);
     assert_eq!(code, 0, "{err}");
     let text = out.join("\n");
@@ -225,8 +225,117 @@ fn demo_runs_both_pipe_scenarios() {
         "received reply \"ack:process-B\"",
         "size:9",
         "payload: process-B",
+        "what I read from share memory is: Shine",
+        "process B has read it",
         "demo complete.",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+/// `nipc shm write` that keeps the segment for the test: on Unix it persists
+/// anyway; Windows needs a holder, so it holds (ended by the returned guard).
+fn shm_write(name: &str, extra: &[&str]) -> Option<Peer> {
+    let mut args = vec!["shm", "write", name];
+    args.extend_from_slice(extra);
+    if cfg!(windows) {
+        args.extend_from_slice(&["--hold", "120"]);
+        let mut p = nipc(&args);
+        p.expect_stderr("holding");
+        Some(p)
+    } else {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        None
+    }
+}
+
+fn shm_cleanup(name: &str) {
+    if cfg!(unix) {
+        let (code, _, err) = run(&["shm", "rm", name]);
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
+#[test]
+fn shm_write_then_read_like_the_spec() {
+    let name = unique("cli-shm");
+    let _holder = shm_write(&name, &["Shine"]);
+    let (code, out, err) = run(&["shm", "read", &name]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, vec!["Shine"]);
+    let (_, out, _) = run(&["shm", "read", &name, "--len", "8", "--hex"]);
+    assert_eq!(out, vec!["5368696e65000000"]);
+    let (_, out, _) = run(&["shm", "read", &name, "--offset", "2"]);
+    assert_eq!(out, vec!["ine"]);
+    shm_cleanup(&name);
+}
+
+#[test]
+fn shm_errors_name_the_segment_and_exit_1() {
+    let name = unique("cli-shm-err");
+    let (code, _, err) = run(&["shm", "read", &name]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&name), "{err}");
+    let (code, _, err) = run(&["shm", "create", &name, "--size", "0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("size 0"), "{err}");
+    let _holder = shm_write(&name, &["x", "--size", "16"]);
+    let (code, _, err) = run(&["shm", "write", &name, "past the end", "--offset", "5000"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("beyond the end") && err.contains(&name),
+        "{err}"
+    );
+    let (code, _, err) = run(&["shm", "create", &name, "--size", "16"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = run(&["shm", "rm", &name]);
+    if cfg!(windows) {
+        assert_eq!(code, 1);
+        assert!(err.contains("last process"), "{err}");
+    } else {
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(run(&["shm", "read", &name]).0, 1);
+    }
+}
+
+#[test]
+fn shm_ls_shows_owner_and_size() {
+    let name = unique("cli-shm-ls");
+    let mut holder = nipc(&["shm", "create", &name, "--size", "12345", "--hold", "120"]);
+    holder.expect_stderr("holding");
+    let (code, out, err) = run(&["shm", "ls"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .iter()
+        .find(|l| l.split('\t').next().is_some_and(|n| n.ends_with(&name)))
+        .unwrap_or_else(|| panic!("{name} not in {out:?}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    assert_eq!(cols.len(), 5, "{row}");
+    assert!(
+        cols[1] == "12345" || (cfg!(windows) && cols[1] == "16384"),
+        "{row}"
+    );
+    assert_eq!(cols[2], holder.pid().to_string(), "{row}");
+    assert_eq!(cols[3], "alive", "{row}");
+    assert_eq!(cols[4], "segment", "{row}");
+    holder.kill();
+    if cfg!(unix) {
+        // The holder died without removing it: gc finds it.
+        let (_, out, _) = run(&["shm", "ls"]);
+        assert!(
+            out.iter()
+                .any(|l| l.contains(&name) && l.contains("\tdead\t")),
+            "{out:?}"
+        );
+        let (code, out, err) = run(&["shm", "gc"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with("removed ") && l.ends_with(&name)),
+            "{out:?}"
+        );
+        assert_eq!(run(&["shm", "read", &name]).0, 1);
     }
 }

@@ -9,6 +9,8 @@ use std::io::{self, BufRead, Read, Write};
 use std::time::Duration;
 
 use named_ipc::pipe::{Framed, ListenerOptions, PipeListener, PipeMode, PipeStream};
+use named_ipc::shm::{Access, SegmentOptions, ShmSegment};
+use named_ipc::sync::{EventMode, NamedEvent, NamedMutex};
 
 fn say(line: &str) {
     let mut o = io::stdout().lock();
@@ -248,6 +250,89 @@ fn main() {
             say("OK");
             wait_stdin_eof();
         }
+        // shm-create NAME SIZE TEXT: create a segment, write TEXT at 0, then serve
+        // stdin commands until EOF: `read OFF LEN` prints hex, `write OFF TEXT`
+        // writes, `add OFF N` adds 1 to the u32 at OFF N times (atomically).
+        "shm-create" => {
+            let seg = ShmSegment::create(&args[1], arg(&args, 2, "size")).expect("create");
+            seg.write_at(0, args[3].as_bytes()).expect("write");
+            say("READY");
+            shm_commands(&seg);
+        }
+        // shm-open NAME ACCESS: open an existing segment and serve stdin commands.
+        "shm-open" => {
+            let seg = ShmSegment::open(&args[1], access(&args[2])).expect("open");
+            say(&format!("READY {}", seg.len()));
+            shm_commands(&seg);
+        }
+        // shm-file PATH ACCESS: map a file and serve stdin commands.
+        "shm-file" => {
+            let seg = ShmSegment::map_file(&args[1], access(&args[2])).expect("map");
+            say(&format!("READY {}", seg.len()));
+            shm_commands(&seg);
+        }
+        // shm-token TOKEN: map a segment inherited from the parent.
+        "shm-token" => {
+            let seg = ShmSegment::from_child_token(&args[1], Access::ReadWrite).expect("token");
+            say(&format!("READY {}", seg.len()));
+            shm_commands(&seg);
+        }
+        // shm-keep NAME SIZE: create a segment that outlives this process, exit.
+        "shm-keep" => {
+            let seg = SegmentOptions::new()
+                .remove_on_drop(false)
+                .create(&args[1], arg(&args, 2, "size"))
+                .expect("create");
+            drop(seg);
+            say("DONE");
+        }
+        // mutex-hold NAME: lock the mutex, report, wait for stdin EOF (or a kill).
+        "mutex-hold" => {
+            let m = NamedMutex::open_or_create(&args[1]).expect("mutex");
+            let g = m.lock().expect("lock");
+            say(if g.abandoned() {
+                "LOCKED abandoned"
+            } else {
+                "LOCKED"
+            });
+            wait_stdin_eof();
+            drop(g);
+        }
+        // mutex-count MUTEX SEG N: N times, under the mutex, read the u64 at 0 of
+        // SEG, yield, and write it back plus one (a race without the mutex).
+        "mutex-count" => {
+            let m = NamedMutex::open(&args[1]).expect("mutex");
+            let seg = ShmSegment::open(&args[2], Access::ReadWrite).expect("segment");
+            let n: u64 = arg(&args, 3, "count");
+            say("READY");
+            for _ in 0..n {
+                let g = m.lock().expect("lock");
+                let mut b = [0u8; 8];
+                seg.read_at(0, &mut b).unwrap();
+                std::thread::yield_now();
+                seg.write_at(0, &(u64::from_le_bytes(b) + 1).to_le_bytes())
+                    .unwrap();
+                drop(g);
+            }
+            say("DONE");
+        }
+        // event-wait NAME MS: wait on the event up to MS ms, report the outcome.
+        "event-wait" => {
+            let e = NamedEvent::open(&args[1]).expect("event");
+            say("WAITING");
+            let got = e
+                .wait_timeout(Duration::from_millis(arg(&args, 2, "ms")))
+                .expect("wait");
+            say(if got { "SIGNALLED" } else { "TIMEOUT" });
+        }
+        // event-set NAME: set the event (creating an auto-reset one if needed).
+        "event-set" => {
+            let e =
+                NamedEvent::open_or_create(&args[1], EventMode::AutoReset, false).expect("event");
+            e.set().expect("set");
+            say("SET");
+            wait_stdin_eof();
+        }
         // lines: print stdin lines back with a prefix (used to test spawning).
         "lines" => {
             for line in io::stdin().lock().lines() {
@@ -257,6 +342,47 @@ fn main() {
         other => {
             eprintln!("peer: unknown role {other:?}");
             std::process::exit(2);
+        }
+    }
+}
+
+fn access(s: &str) -> Access {
+    match s {
+        "ro" => Access::ReadOnly,
+        "rw" => Access::ReadWrite,
+        "cow" => Access::CopyOnWrite,
+        other => panic!("bad access {other}"),
+    }
+}
+
+/// Serves `read`/`write`/`add` commands on stdin against `seg` until EOF.
+fn shm_commands(seg: &ShmSegment) {
+    for line in io::stdin().lock().lines() {
+        let line = line.expect("stdin");
+        let mut parts = line.splitn(3, ' ');
+        let cmd = parts.next().unwrap_or("");
+        let off: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let rest = parts.next().unwrap_or("");
+        match cmd {
+            "read" => {
+                let mut buf = vec![0u8; rest.parse().unwrap_or(0)];
+                match seg.read_at(off, &mut buf) {
+                    Ok(()) => say(&format!("DATA {}", String::from_utf8_lossy(&buf))),
+                    Err(e) => say(&format!("ERR {:?} {e}", e.kind())),
+                }
+            }
+            "write" => match seg.write_at(off, rest.as_bytes()) {
+                Ok(()) => say("OK"),
+                Err(e) => say(&format!("ERR {:?} {e}", e.kind())),
+            },
+            "add" => {
+                let a = seg.atomic_u32(off).expect("atomic");
+                for _ in 0..rest.parse::<u32>().unwrap_or(0) {
+                    a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                say("OK");
+            }
+            other => say(&format!("ERR unknown command {other:?}")),
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Peer {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    /// A line read ahead by `has_line_within`.
+    peeked: Option<String>,
     what: String,
     stderr: Option<Receiver<String>>,
 }
@@ -106,6 +108,7 @@ impl Peer {
             stdin: child.stdin.take(),
             child,
             lines,
+            peeked: None,
             what: format!("{} {args:?}", exe.display()),
             stderr: Some(erx),
         }
@@ -121,6 +124,9 @@ impl Peer {
 
     /// The next stdout line, within [`STEP`].
     pub fn line(&mut self) -> String {
+        if let Some(l) = self.peeked.take() {
+            return l;
+        }
         match self.lines.recv_timeout(STEP) {
             Ok(l) => l,
             Err(RecvTimeoutError::Timeout) => {
@@ -133,8 +139,28 @@ impl Peer {
         }
     }
 
+    /// The next stdout line if one arrives within `d`; `None` otherwise. For
+    /// checking that something does *not* happen within a window.
+    pub fn try_line_within(&mut self, d: Duration) -> Option<String> {
+        if let Some(l) = self.peeked.take() {
+            return Some(l);
+        }
+        self.lines.recv_timeout(d).ok()
+    }
+
+    /// Whether a stdout line arrives within `d` (it stays unread).
+    pub fn has_line_within(&mut self, d: Duration) -> bool {
+        if self.peeked.is_none() {
+            self.peeked = self.lines.recv_timeout(d).ok();
+        }
+        self.peeked.is_some()
+    }
+
     /// The next stdout line, or `None` once stdout is closed.
     pub fn try_line(&mut self) -> Option<String> {
+        if let Some(l) = self.peeked.take() {
+            return Some(l);
+        }
         match self.lines.recv_timeout(STEP) {
             Ok(l) => Some(l),
             Err(RecvTimeoutError::Timeout) => panic!("{}: no output within {STEP:?}", self.what),

@@ -84,6 +84,25 @@ impl Wait {
     }
 }
 
+/// How to treat an existing object of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Create {
+    /// Must not exist yet.
+    Exclusive,
+    /// Must exist.
+    Open,
+    /// Either.
+    Either,
+}
+
+/// How a lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    Clean,
+    /// The previous holder died holding it.
+    Abandoned,
+}
+
 /// Sleeps with exponential backoff from 1 ms to 50 ms while waiting for something
 /// that has no OS wake-up (a pipe name that does not exist yet).
 pub(crate) struct Backoff {

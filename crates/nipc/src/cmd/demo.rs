@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use named_ipc::pipe::{ConnectOptions, Framed, ListenerOptions, PipeMode, PipeStream};
+use named_ipc::shm::{Access, ShmSegment};
+use named_ipc::sync::{EventMode, NamedEvent, NamedMutex};
 
 use crate::cli::DemoPeerArgs;
 use crate::out;
@@ -51,6 +53,8 @@ pub fn run() -> Result<()> {
     message_pipe()?;
     out::line("")?;
     framed_pipe()?;
+    out::line("")?;
+    shared_memory()?;
     out::line("")?;
     out::line("demo complete.")?;
     Ok(())
@@ -108,11 +112,62 @@ fn framed_pipe() -> Result<()> {
     wait_b(b)
 }
 
+/// Scenario 3: named shared memory, guarded by a named mutex, with named
+/// events for "written" and "read" instead of the spec's sleep.
+fn shared_memory() -> Result<()> {
+    out::line("== 3. named shared memory + named mutex + named events (CreateFileMapping / OpenFileMapping) ==")?;
+    let base = unique("shm");
+    let names = [
+        base.clone(),
+        format!("{base}-lock"),
+        format!("{base}-ready"),
+        format!("{base}-written"),
+        format!("{base}-read"),
+    ];
+    let seg = ShmSegment::create(&names[0], 4096)?;
+    let lock = NamedMutex::create(&names[1])?;
+    let ready = NamedEvent::create(&names[2], EventMode::AutoReset, false)?;
+    let written = NamedEvent::create(&names[3], EventMode::AutoReset, false)?;
+    let read = NamedEvent::create(&names[4], EventMode::AutoReset, false)?;
+    say(
+        "A",
+        &format!(
+            "created {} bytes of shared memory {}",
+            seg.len(),
+            seg.os_name().unwrap_or_default()
+        ),
+    )?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let b = spawn_b("shm", &refs)?;
+    if !ready.wait_timeout(Duration::from_secs(30))? {
+        bail!("process B did not open the objects within 30 s");
+    }
+    {
+        let guard = lock.lock()?;
+        if guard.abandoned() {
+            say("A", "the mutex was abandoned by a crashed holder")?;
+        }
+        seg.write_at(0, b"Shine\0")?;
+        say(
+            "A",
+            "I have written \"Shine\" into share memory (holding the mutex)",
+        )?;
+    }
+    written.set()?;
+    say("A", "set event \"written\"; waiting for \"read\"")?;
+    if !read.wait_timeout(Duration::from_secs(30))? {
+        bail!("process B did not read the shared memory within 30 s");
+    }
+    say("A", "process B has read it")?;
+    wait_b(b)
+}
+
 pub fn peer(a: DemoPeerArgs) -> Result<()> {
     let name = a.names.first().context("missing object name")?;
     match a.scenario.as_str() {
         "message" => peer_message(name),
         "framed" => peer_framed(name),
+        "shm" => peer_shm(&a.names),
         other => bail!("unknown demo scenario {other:?}"),
     }
 }
@@ -162,4 +217,39 @@ fn peer_framed(name: &str) -> Result<()> {
         framed.recv()?.context("process A closed early")?;
     }
     say("B", "done; exiting")
+}
+
+fn peer_shm(names: &[String]) -> Result<()> {
+    let [seg, lock, ready, written, read] = names else {
+        bail!("the shm scenario needs five names");
+    };
+    let seg = ShmSegment::open(seg, Access::ReadOnly)?;
+    let lock = NamedMutex::open(lock)?;
+    let ready = NamedEvent::open(ready)?;
+    let written = NamedEvent::open(written)?;
+    let read = NamedEvent::open(read)?;
+    say(
+        "B",
+        "opened the shared memory, mutex and events; waiting for \"written\"",
+    )?;
+    ready.set()?;
+    if !written.wait_timeout(Duration::from_secs(30))? {
+        bail!("process A did not write within 30 s");
+    }
+    let mut buf = [0u8; 20];
+    {
+        let _guard = lock.lock()?;
+        seg.read_at(0, &mut buf)?;
+    }
+    let text = buf.split(|&b| b == 0).next().unwrap_or_default();
+    say(
+        "B",
+        &format!(
+            "what I read from share memory is: {}",
+            String::from_utf8_lossy(text)
+        ),
+    )?;
+    say("B", "setting event \"read\" and exiting")?;
+    read.set()?;
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod pipe;
+pub mod shm;
 
 use anyhow::Result;
 
@@ -10,6 +11,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Pipe(c) => pipe::run(c),
+        Command::Shm(c) => shm::run(c),
         Command::Demo => demo::run(),
         Command::DemoPeer(a) => demo::peer(a),
     }

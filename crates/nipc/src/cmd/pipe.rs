@@ -171,7 +171,7 @@ fn for_each_stdin_message(mode: Mode, mut f: impl FnMut(&[u8]) -> bool) -> Resul
     }
 }
 
-static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 
 /// SIGINT/SIGTERM (Ctrl-C, Ctrl-Break on Windows) ask for a clean shutdown.
 pub fn install_shutdown_handler() {
@@ -248,12 +248,13 @@ fn serve(a: ServeArgs) -> Result<()> {
             .peer_pid()
             .map(|p| format!("client pid {p}"))
             .unwrap_or_else(|_| format!("client #{id}"));
-        eprintln!("nipc: {who} connected");
         let sender = Arc::new(Sender::new(Arc::clone(&stream), a.mode.mode));
         clients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, Arc::clone(&sender));
+        // Announced only once stdin lines reach this client.
+        eprintln!("nipc: {who} connected");
         let mut rx = Receiver::new(&stream, &a.mode);
         let (clients, first_left, fatal) = (
             Arc::clone(&clients),
@@ -367,7 +368,7 @@ fn finish(r: Result<()>) -> ! {
         Ok(()) => 0,
         Err(e) if e.chain().any(|c| c.is::<out::StdoutClosed>()) => 0,
         Err(e) => {
-            eprintln!("nipc: error: {e:#}");
+            eprintln!("nipc: error: {}", crate::describe(&e));
             1
         }
     };

@@ -1,14 +1,17 @@
 //! Unix backend: pipes are `SOCK_STREAM` Unix domain sockets.
 #![allow(unsafe_code)]
 
+pub(crate) mod futex;
 pub(crate) mod pipe;
+pub(crate) mod shm;
+pub(crate) mod sync;
 
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind, Result};
 
 /// Unix errors whose `io::ErrorKind` is too vague for us.
 pub(crate) fn classify_os_error(e: &io::Error) -> Option<ErrorKind> {
@@ -57,4 +60,97 @@ pub(crate) fn cvt_r<T: Default + PartialOrd>(mut f: impl FnMut() -> T) -> io::Re
 pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// The per-user directory for pipe sockets and named-ipc bookkeeping:
+/// `$XDG_RUNTIME_DIR/named-ipc`, or `/tmp/named-ipc-<uid>`.
+pub(crate) fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if Path::new(&d).is_absolute() => Path::new(&d).join("named-ipc"),
+        _ => {
+            // SAFETY: geteuid cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            PathBuf::from(format!("/tmp/named-ipc-{uid}"))
+        }
+    }
+}
+
+/// Creates our per-user directory (0700) or checks that an existing one is ours
+/// and private, so nobody else can plant or read sockets in it.
+pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
+    let c = cstr(dir).map_err(|e| Error::from_io(e, name, "bad directory", ""))?;
+    // SAFETY: c is a valid NUL-terminated path.
+    let r = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(Error::from_io(
+                e,
+                name,
+                &format!("cannot create the pipe directory {}", dir.display()),
+                "check that its parent exists and is writable",
+            ));
+        }
+    }
+    let st = lstat(dir)
+        .map_err(|e| Error::from_io(e, name, &format!("cannot inspect {}", dir.display()), ""))?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!("{} is not a directory; remove it", dir.display()),
+        ));
+    }
+    if st.st_uid != me {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!(
+                "the pipe directory {} belongs to uid {}, not to you (uid {me}); \
+                 remove it, or set XDG_RUNTIME_DIR",
+                dir.display(),
+                st.st_uid
+            ),
+        ));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!(
+                "the pipe directory {} has mode {:o}, open to other users; run chmod 700 on it",
+                dir.display(),
+                st.st_mode & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn lstat(path: &Path) -> io::Result<libc::stat> {
+    let c = cstr(path)?;
+    // SAFETY: all-zero is a valid `stat`; lstat fills it in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: c is NUL-terminated; st is a valid out-pointer.
+    cvt(unsafe { libc::lstat(c.as_ptr(), &mut st) })?;
+    Ok(st)
+}
+
+/// The directory of owner records (see `shm::registry`), created private.
+pub(crate) fn registry_dir() -> io::Result<PathBuf> {
+    let base = runtime_dir();
+    ensure_private_dir("named-ipc registry", &base)?;
+    let dir = base.join("objects");
+    ensure_private_dir("named-ipc registry", &dir)?;
+    Ok(dir)
+}
+
+/// Security to Unix permission bits.
+pub(crate) fn mode_for(security: &crate::pipe::Security) -> u32 {
+    match security {
+        crate::pipe::Security::LocalUsers => 0o666,
+        _ => 0o600,
+    }
 }

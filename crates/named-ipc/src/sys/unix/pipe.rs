@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{cstr, cvt, cvt_r, UserRepr};
+use super::{cstr, cvt, cvt_r, ensure_private_dir, lstat, runtime_dir, UserRepr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name;
 use crate::pipe::framing::{encode_header, FrameReader, Received, Source, HEADER_LEN};
@@ -77,25 +77,13 @@ fn lock_path_of(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The per-user directory for plain names.
-pub(crate) fn base_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if Path::new(&d).is_absolute() => Path::new(&d).join("named-ipc"),
-        _ => {
-            // SAFETY: geteuid cannot fail.
-            let uid = unsafe { libc::geteuid() };
-            PathBuf::from(format!("/tmp/named-ipc-{uid}"))
-        }
-    }
-}
-
 pub(crate) fn resolve(name: &str) -> Result<Addr> {
     let bare = name::pipe_base_name(name, "pipe")?;
     let (path, private_dir) = if bare.starts_with('/') {
         (PathBuf::from(bare), None)
     } else {
         name::check_plain(name, bare, "pipe")?;
-        let dir = base_dir();
+        let dir = runtime_dir();
         (dir.join(bare), Some(dir))
     };
     let len = path.as_os_str().len();
@@ -111,69 +99,6 @@ pub(crate) fn resolve(name: &str) -> Result<Addr> {
         ));
     }
     Ok(Addr { path, private_dir })
-}
-
-/// Creates our per-user directory (0700) or checks that an existing one is ours
-/// and private, so nobody else can plant or read sockets in it.
-fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
-    let c = cstr(dir).map_err(|e| Error::from_io(e, name, "bad directory", ""))?;
-    // SAFETY: c is a valid NUL-terminated path.
-    let r = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::AlreadyExists {
-            return Err(Error::from_io(
-                e,
-                name,
-                &format!("cannot create the pipe directory {}", dir.display()),
-                "check that its parent exists and is writable",
-            ));
-        }
-    }
-    let st = lstat(dir)
-        .map_err(|e| Error::from_io(e, name, &format!("cannot inspect {}", dir.display()), ""))?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        return Err(Error::new(
-            ErrorKind::PermissionDenied,
-            name,
-            format!("{} is not a directory; remove it", dir.display()),
-        ));
-    }
-    if st.st_uid != me {
-        return Err(Error::new(
-            ErrorKind::PermissionDenied,
-            name,
-            format!(
-                "the pipe directory {} belongs to uid {}, not to you (uid {me}); \
-                 remove it, or set XDG_RUNTIME_DIR",
-                dir.display(),
-                st.st_uid
-            ),
-        ));
-    }
-    if st.st_mode & 0o077 != 0 {
-        return Err(Error::new(
-            ErrorKind::PermissionDenied,
-            name,
-            format!(
-                "the pipe directory {} has mode {:o}, open to other users; run chmod 700 on it",
-                dir.display(),
-                st.st_mode & 0o777
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn lstat(path: &Path) -> io::Result<libc::stat> {
-    let c = cstr(path)?;
-    // SAFETY: all-zero is a valid `stat`; lstat fills it in.
-    let mut st: libc::stat = unsafe { mem::zeroed() };
-    // SAFETY: c is NUL-terminated; st is a valid out-pointer.
-    cvt(unsafe { libc::lstat(c.as_ptr(), &mut st) })?;
-    Ok(st)
 }
 
 /// (device, inode): identifies a file across renames and replacements.
@@ -1115,7 +1040,7 @@ fn peer_uid(fd: RawFd) -> io::Result<u32> {
 
 /// Live and stale pipes in our per-user directory.
 pub(crate) fn list() -> io::Result<Vec<PipeEntry>> {
-    let dir = base_dir();
+    let dir = runtime_dir();
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

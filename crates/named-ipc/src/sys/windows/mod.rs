@@ -3,6 +3,8 @@
 
 pub(crate) mod pipe;
 pub(crate) mod security;
+pub(crate) mod shm;
+pub(crate) mod sync;
 
 use std::cell::UnsafeCell;
 use std::io;
@@ -229,4 +231,16 @@ impl Overlapped {
             },
         }
     }
+}
+
+/// The directory of owner records (see `shm::registry`):
+/// `%LOCALAPPDATA%\named-ipc\objects`, private to the user like its parent.
+pub(crate) fn registry_dir() -> io::Result<std::path::PathBuf> {
+    let dir = std::env::var_os("LOCALAPPDATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("named-ipc")
+        .join("objects");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -1,0 +1,697 @@
+//! Named shared memory: one process creates a segment by name, others open it
+//! and see the same bytes.
+//!
+//! # Layout
+//! There is no hidden header: byte 0 of the segment is byte 0 of your data, so
+//! plain programs that open the same name see the same bytes — on Windows
+//! `CreateFileMapping`/`OpenFileMapping("ShareMemory")` as in the spec, on Linux
+//! `shm_open("/ShareMemory")` or Python's
+//! `multiprocessing.shared_memory.SharedMemory("ShareMemory")`.
+//!
+//! # Lifetime: Windows and Unix differ
+//! - **Windows**: a mapping lives while any process has a handle to it. When
+//!   the last holder closes (or exits), it is gone; nothing can leak.
+//! - **Unix**: a POSIX shm object lives until it is unlinked, even with nobody
+//!   attached. The creator owns the name: dropping the [`ShmSegment`] it created
+//!   removes the name (processes that have it mapped keep their view) unless
+//!   [`keep`](ShmSegment::set_remove_on_drop) was asked for. If the creator
+//!   crashes, the object stays; `nipc shm gc` (or [`gc`]) finds and removes
+//!   objects whose creator died, and never touches objects named-ipc did not
+//!   create.
+//!
+//! # Access without undefined behaviour
+//! Another process may write at any moment, so the safe API never hands out
+//! references to the bytes: [`read_at`](ShmSegment::read_at) and
+//! [`write_at`](ShmSegment::write_at) copy (bounds-checked),
+//! [`atomic_u32`](ShmSegment::atomic_u32)/[`atomic_u64`](ShmSegment::atomic_u64)
+//! give atomics at aligned offsets, and raw slices are `unsafe` with the rules
+//! spelled out. On Unix another process can shrink a named object; the safe API
+//! checks the current size before each access (a shrink racing with a copy can
+//! still raise `SIGBUS`: for hostile peers use [`ShmSegment::anonymous`], whose
+//! Linux memfd is sealed against resizing).
+//!
+//! # Synchronisation
+//! Plain shared memory has none (the spec notes that real use needs it): pair a
+//! segment with a [`NamedMutex`](crate::sync::NamedMutex) and a
+//! [`NamedEvent`](crate::sync::NamedEvent), as `nipc demo` does.
+//!
+//! # Examples
+//! ```no_run
+//! use named_ipc::shm::{Access, ShmSegment};
+//!
+//! // Process A
+//! let seg = ShmSegment::create("ShareMemory", 4096)?;
+//! seg.write_at(0, b"Shine\0")?;
+//!
+//! // Process B
+//! let seg = ShmSegment::open("ShareMemory", Access::ReadOnly)?;
+//! let mut buf = [0u8; 5];
+//! seg.read_at(0, &mut buf)?;
+//! assert_eq!(&buf, b"Shine");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub(crate) mod registry;
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipe::Security;
+use crate::sys;
+
+/// How a segment is mapped (`PAGE_*` / `FILE_MAP_*`, `PROT_*` / `MAP_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Access {
+    /// Read only (`PAGE_READONLY`, `FILE_MAP_READ`; `PROT_READ`).
+    ReadOnly,
+    /// Read and write, shared with every other process (`PAGE_READWRITE`;
+    /// `MAP_SHARED`).
+    #[default]
+    ReadWrite,
+    /// Copy-on-write: this process may write, and its writes stay private
+    /// (`PAGE_WRITECOPY`, `FILE_MAP_COPY`; `MAP_PRIVATE`).
+    CopyOnWrite,
+}
+
+/// Options for creating or opening segments. Create-only settings
+/// (`security`, `remove_on_drop`) are ignored by `open`.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    access: Access,
+    security: Security,
+    remove_on_drop: bool,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions::new()
+    }
+}
+
+impl SegmentOptions {
+    /// Read-write access, owner-only security, removed when its creator drops it.
+    pub fn new() -> SegmentOptions {
+        SegmentOptions {
+            access: Access::ReadWrite,
+            security: Security::OwnerOnly,
+            remove_on_drop: true,
+        }
+    }
+
+    /// Access for `open` (and for the segment `open_or_create` finds).
+    pub fn access(&mut self, access: Access) -> &mut Self {
+        self.access = access;
+        self
+    }
+
+    /// Who may open a segment we create (default: only this user; Unix mode
+    /// 0600, Windows owner-only DACL). `LocalUsers`: mode 0666 / any
+    /// authenticated user.
+    pub fn security(&mut self, security: Security) -> &mut Self {
+        self.security = security;
+        self
+    }
+
+    /// Unix: whether the creator's drop unlinks the name (default `true`).
+    /// With `false` the segment outlives its creator until `remove` or
+    /// `nipc shm rm`. Windows cannot keep a mapping without a handle, so there
+    /// it lasts as long as some process holds it either way.
+    pub fn remove_on_drop(&mut self, remove: bool) -> &mut Self {
+        self.remove_on_drop = remove;
+        self
+    }
+
+    /// Creates segment `name` of `size` bytes (zero-filled); fails if it exists.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`], [`ErrorKind::InvalidName`],
+    /// [`ErrorKind::InvalidInput`] (size 0, or too large to map),
+    /// [`ErrorKind::PermissionDenied`] (e.g. `Global\` without
+    /// `SeCreateGlobalPrivilege`).
+    pub fn create(&self, name: &str, size: u64) -> Result<ShmSegment> {
+        self.create_inner(name, size, true)
+    }
+
+    /// Opens segment `name`, mapping the size the OS reports.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`],
+    /// [`ErrorKind::InvalidName`].
+    pub fn open(&self, name: &str) -> Result<ShmSegment> {
+        let os_name = sys::shm::resolve(name, "shared memory")?;
+        let map = sys::shm::Mapping::open(&os_name, self.access).map_err(|e| {
+            Error::from_io(
+                e,
+                name,
+                &format!("cannot open shared memory {name:?} ({os_name})"),
+                "does it exist, and may this user open it with this access?",
+            )
+        })?;
+        Ok(ShmSegment::wrap(
+            map,
+            Some((name, os_name)),
+            self.access,
+            None,
+            false,
+        ))
+    }
+
+    /// Opens segment `name`, or creates it with `size` bytes if it does not
+    /// exist. An existing segment keeps its own size.
+    ///
+    /// # Errors
+    /// As for [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(&self, name: &str, size: u64) -> Result<ShmSegment> {
+        if self.access != Access::ReadWrite {
+            // Creating needs write access; open read-only segments with `open`.
+            return match self.open(name) {
+                Err(e) if e.kind() == ErrorKind::NotFound => self.create_inner(name, size, true),
+                other => other,
+            };
+        }
+        self.create_inner(name, size, false)
+    }
+
+    fn create_inner(&self, name: &str, size: u64, exclusive: bool) -> Result<ShmSegment> {
+        let os_name = sys::shm::resolve(name, "shared memory")?;
+        let what = format!("cannot create shared memory {name:?} ({os_name})");
+        check_size(name, size, &what)?;
+        let (map, created) = sys::shm::create(&os_name, size, &self.security, exclusive).map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::AlreadyExists {
+                "it already exists; open it, remove it (`nipc shm rm`), or choose another name"
+            } else if os_name.starts_with("Global\\") && e.kind() == io::ErrorKind::PermissionDenied {
+                "creating Global\\ objects needs SeCreateGlobalPrivilege (a service or an administrator); use a Local\\ name"
+            } else {
+                ""
+            };
+            Error::from_io(e, name, &what, hint)
+        })?;
+        let owner = if created {
+            match registry::register(&os_name, "segment", size) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    drop(map);
+                    let _ = sys::shm::unlink(&os_name);
+                    return Err(Error::from_io(e, name, &what, "cannot record its owner"));
+                }
+            }
+        } else {
+            None
+        };
+        Ok(ShmSegment::wrap(
+            map,
+            Some((name, os_name)),
+            Access::ReadWrite,
+            owner,
+            self.remove_on_drop,
+        ))
+    }
+}
+
+fn check_size(name: &str, size: u64, what: &str) -> Result<()> {
+    if size == 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            name,
+            format!("{what}: size 0 is not allowed; give the number of bytes it should hold"),
+        ));
+    }
+    if usize::try_from(size).is_err() || size > i64::MAX as u64 {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            name,
+            format!("{what}: {size} bytes cannot be mapped in this process's address space"),
+        ));
+    }
+    Ok(())
+}
+
+/// A mapped shared-memory segment. See the [module docs](self).
+pub struct ShmSegment {
+    map: sys::shm::Mapping,
+    name: Option<String>,
+    os_name: Option<String>,
+    access: Access,
+    owner: Option<registry::Owner>,
+    remove_on_drop: bool,
+}
+
+impl fmt::Debug for ShmSegment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmSegment")
+            .field("name", &self.name)
+            .field("os_name", &self.os_name)
+            .field("len", &self.map.len())
+            .field("access", &self.access)
+            .field("owner", &self.owner.is_some())
+            .finish()
+    }
+}
+
+impl Drop for ShmSegment {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            let remove = self.remove_on_drop && sys::shm::REMOVABLE;
+            if remove {
+                if let Some(os) = &self.os_name {
+                    let _ = sys::shm::unlink(os);
+                }
+            }
+            owner.finish(!remove && sys::shm::REMOVABLE);
+        }
+    }
+}
+
+impl ShmSegment {
+    fn wrap(
+        map: sys::shm::Mapping,
+        names: Option<(&str, String)>,
+        access: Access,
+        owner: Option<registry::Owner>,
+        remove_on_drop: bool,
+    ) -> ShmSegment {
+        let (name, os_name) = match names {
+            Some((n, os)) => (Some(n.to_owned()), Some(os)),
+            None => (None, None),
+        };
+        ShmSegment {
+            map,
+            name,
+            os_name,
+            access,
+            owner,
+            remove_on_drop,
+        }
+    }
+
+    /// Creates segment `name` of `size` bytes; see [`SegmentOptions::create`].
+    ///
+    /// # Errors
+    /// As for [`SegmentOptions::create`].
+    #[doc(alias = "CreateFileMapping")]
+    #[doc(alias = "shm_open")]
+    pub fn create(name: &str, size: u64) -> Result<ShmSegment> {
+        SegmentOptions::new().create(name, size)
+    }
+
+    /// Opens segment `name` with `access`; see [`SegmentOptions::open`].
+    ///
+    /// # Errors
+    /// As for [`SegmentOptions::open`].
+    #[doc(alias = "OpenFileMapping")]
+    pub fn open(name: &str, access: Access) -> Result<ShmSegment> {
+        SegmentOptions::new().access(access).open(name)
+    }
+
+    /// Opens segment `name` read-write, creating it with `size` bytes if needed.
+    ///
+    /// # Errors
+    /// As for [`SegmentOptions::open_or_create`].
+    pub fn open_or_create(name: &str, size: u64) -> Result<ShmSegment> {
+        SegmentOptions::new().open_or_create(name, size)
+    }
+
+    /// An unnamed segment of `size` bytes, to hand to child processes with
+    /// [`child_token`](Self::child_token). Linux: a memfd sealed against
+    /// resizing; Windows: an unnamed section.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for size 0; OS errors.
+    pub fn anonymous(size: u64) -> Result<ShmSegment> {
+        let what = "cannot create an unnamed shared-memory segment";
+        check_size("(unnamed)", size, what)?;
+        let map = sys::shm::Mapping::anonymous(size)
+            .map_err(|e| Error::from_io(e, "(unnamed)", what, ""))?;
+        Ok(ShmSegment::wrap(map, None, Access::ReadWrite, None, false))
+    }
+
+    /// Maps a file (the spec's `hFile` case), all of it. Writes through
+    /// [`Access::ReadWrite`] reach the file (see [`flush`](Self::flush)) and
+    /// every process mapping it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for an empty file (as Windows'
+    /// `ERROR_FILE_INVALID`); [`ErrorKind::NotFound`]; OS errors.
+    pub fn map_file(path: impl AsRef<Path>, access: Access) -> Result<ShmSegment> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let what = format!("cannot map file {shown}");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(access == Access::ReadWrite)
+            .open(path)
+            .map_err(|e| Error::from_io(e, &shown, &what, ""))?;
+        let map = sys::shm::Mapping::map_file(&file, access)
+            .map_err(|e| Error::from_io(e, &shown, &what, ""))?;
+        Ok(ShmSegment::wrap(map, None, access, None, false))
+    }
+
+    /// A token a child process passes to [`from_child_token`](Self::from_child_token)
+    /// to map this segment (works for named and unnamed segments). It names an
+    /// inheritable descriptor/handle, so start the child after calling this
+    /// (`std::process::Command` passes inheritable handles on both OSes).
+    ///
+    /// # Errors
+    /// OS errors of duplicating the handle.
+    pub fn child_token(&mut self) -> io::Result<String> {
+        self.map.child_token()
+    }
+
+    /// Maps the segment a parent process described with
+    /// [`child_token`](Self::child_token).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a malformed token, [`ErrorKind::NotFound`]
+    /// if the descriptor is not open here.
+    pub fn from_child_token(token: &str, access: Access) -> Result<ShmSegment> {
+        let map = sys::shm::Mapping::from_token(token, access).map_err(|e| {
+            Error::from_io(
+                e,
+                token,
+                "cannot map the inherited shared-memory segment",
+                "",
+            )
+        })?;
+        Ok(ShmSegment::wrap(map, None, access, None, false))
+    }
+
+    /// Removes the name `name` (Unix `shm_unlink`), without needing the creator.
+    /// Processes that have it mapped keep their view.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::Unsupported`] on Windows, where a
+    /// mapping disappears with its last handle and cannot be removed sooner.
+    pub fn remove(name: &str) -> Result<()> {
+        let os_name = sys::shm::resolve(name, "shared memory")?;
+        if !sys::shm::REMOVABLE {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                name,
+                format!(
+                    "cannot remove shared memory {name:?} ({os_name}): Windows deletes a mapping \
+                     when the last process holding it closes it; end those processes instead"
+                ),
+            ));
+        }
+        sys::shm::unlink(&os_name).map_err(|e| {
+            Error::from_io(
+                e,
+                name,
+                &format!("cannot remove shared memory {name:?} ({os_name})"),
+                "",
+            )
+        })?;
+        registry::forget(&os_name);
+        Ok(())
+    }
+
+    /// Size in bytes, as the OS reported it when mapped. A segment created here
+    /// has exactly the size asked for; one opened by name on Windows may report
+    /// its size rounded up to a whole page when the OS does not reveal the exact
+    /// size (Wine; Python's `SharedMemory` documents the same).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always `false`: segments have at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// The name it was created or opened with (`None` for unnamed segments).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The OS-level name: `Local\NAME` or `/NAME`.
+    pub fn os_name(&self) -> Option<&str> {
+        self.os_name.as_deref()
+    }
+
+    /// How it is mapped.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Whether this process created it (and so owns its name).
+    pub fn is_owner(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// Whether dropping the creator's segment removes its name (Unix).
+    pub fn set_remove_on_drop(&mut self, remove: bool) {
+        self.remove_on_drop = remove;
+    }
+
+    fn bounds(&self, offset: u64, len: usize, write: bool) -> io::Result<usize> {
+        if write && self.access == Access::ReadOnly {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("shared memory {} is mapped read-only", self.display_name()),
+            ));
+        }
+        let mapped = self.map.len() as u64;
+        let now = self.map.current_len()?.min(mapped);
+        let end = offset.checked_add(len as u64);
+        match end {
+            Some(end) if end <= now => Ok(offset as usize),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                if now < mapped {
+                    format!(
+                        "{len} bytes at offset {offset} are beyond shared memory {}: another process \
+                         shrank it from {mapped} to {now} bytes",
+                        self.display_name()
+                    )
+                } else {
+                    format!(
+                        "{len} bytes at offset {offset} are beyond the end of shared memory {} ({mapped} bytes)",
+                        self.display_name()
+                    )
+                },
+            )),
+        }
+    }
+
+    fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n:?}"),
+            None => "(unnamed)".to_owned(),
+        }
+    }
+
+    /// Copies `buf.len()` bytes from `offset` into `buf`.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the range does not fit (including after another process
+    /// shrank the object).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let at = self.bounds(offset, buf.len(), false)?;
+        // SAFETY: `bounds` checked that at..at+len lies inside the mapping and
+        // the object. The source may be written concurrently by another
+        // process; we copy bytes out and never form a reference to them.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.ptr().add(at), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment at `offset`.
+    ///
+    /// # Errors
+    /// `PermissionDenied` on a read-only mapping; `InvalidInput` if the range
+    /// does not fit.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let at = self.bounds(offset, data.len(), true)?;
+        // SAFETY: in bounds (checked above) of a writable mapping; we write
+        // through a raw pointer and never form a reference to shared bytes.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.ptr().add(at), data.len())
+        };
+        Ok(())
+    }
+
+    fn atomic_ptr(&self, offset: u64, size: usize) -> io::Result<*mut u8> {
+        if !offset.is_multiple_of(size as u64) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("offset {offset} is not aligned to {size} bytes"),
+            ));
+        }
+        // Atomics can store, so they need a writable mapping.
+        let at = self.bounds(offset, size, true)?;
+        // SAFETY: in bounds, checked above.
+        #[allow(unsafe_code)]
+        Ok(unsafe { self.map.ptr().add(at) })
+    }
+
+    /// The 4 bytes at `offset` as an atomic, shared with every process that maps
+    /// the segment.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `offset` is not a multiple of 4 or out of bounds;
+    /// `PermissionDenied` on a read-only mapping.
+    pub fn atomic_u32(&self, offset: u64) -> io::Result<&AtomicU32> {
+        let p = self.atomic_ptr(offset, 4)?;
+        // SAFETY: aligned (the mapping is page-aligned and offset % 4 == 0), in
+        // bounds, writable, and valid while `self` is borrowed.
+        #[allow(unsafe_code)]
+        Ok(unsafe { &*(p as *const AtomicU32) })
+    }
+
+    /// The 8 bytes at `offset` as an atomic; see [`atomic_u32`](Self::atomic_u32).
+    ///
+    /// # Errors
+    /// As for [`atomic_u32`](Self::atomic_u32), with 8-byte alignment.
+    pub fn atomic_u64(&self, offset: u64) -> io::Result<&AtomicU64> {
+        let p = self.atomic_ptr(offset, 8)?;
+        // SAFETY: as for atomic_u32, with 8-byte alignment.
+        #[allow(unsafe_code)]
+        Ok(unsafe { &*(p as *const AtomicU64) })
+    }
+
+    /// The base address of the mapping. Using it is up to you; see
+    /// [`as_slice`](Self::as_slice) for the rules.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.ptr()
+    }
+
+    /// The whole segment as a byte slice.
+    ///
+    /// # Safety
+    /// For the lifetime of the slice no process (this one included) may write
+    /// to the segment, and no process may shrink it. Otherwise use
+    /// [`read_at`](Self::read_at).
+    #[allow(unsafe_code)]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is valid for len bytes; the caller promises that
+        // nothing writes or shrinks it while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.map.ptr(), self.map.len()) }
+    }
+
+    /// The whole segment as a mutable byte slice.
+    ///
+    /// # Safety
+    /// For the lifetime of the slice no other process may read or write the
+    /// segment, and none may shrink it; the mapping must be writable.
+    #[allow(unsafe_code)]
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, plus exclusive access promised by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr(), self.map.len()) }
+    }
+
+    /// Writes modified pages of a file-backed mapping to the file
+    /// (`FlushViewOfFile`, `msync`).
+    ///
+    /// # Errors
+    /// OS errors.
+    pub fn flush(&self) -> io::Result<()> {
+        self.map.flush()
+    }
+}
+
+/// A named object known to this user, for `nipc shm ls`.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentEntry {
+    /// The OS-level name (`/NAME`, `Local\NAME`).
+    pub os_name: String,
+    /// `segment`, `mutex` or `event` when named-ipc created it.
+    pub kind: Option<String>,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// The creating process, when named-ipc created it.
+    pub owner_pid: Option<u32>,
+    /// What became of the owner.
+    pub owner: OwnerState,
+}
+
+/// What became of the process that created a segment.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerState {
+    /// Still running.
+    Alive,
+    /// Ended without removing it and without asking to keep it: `gc` removes it.
+    Dead,
+    /// Ended and left it in place on purpose (`remove_on_drop(false)`).
+    Kept,
+    /// Not created by named-ipc (or its record is gone).
+    Unknown,
+}
+
+/// Lists shared-memory objects: those named-ipc created (with owners) and, on
+/// Linux, every other object in `/dev/shm` (owner unknown).
+///
+/// # Errors
+/// OS errors reading the records.
+pub fn list() -> io::Result<Vec<SegmentEntry>> {
+    let mut out: Vec<SegmentEntry> = registry::entries()?
+        .into_iter()
+        .map(|e| {
+            let size = sys::shm::object_size(&e.os_name).ok().or(e.size);
+            SegmentEntry {
+                owner: if e.alive {
+                    OwnerState::Alive
+                } else if e.kept {
+                    OwnerState::Kept
+                } else {
+                    OwnerState::Dead
+                },
+                os_name: e.os_name,
+                kind: e.kind,
+                size,
+                owner_pid: e.pid,
+            }
+        })
+        .collect();
+    for (os_name, size) in sys::shm::list_objects()? {
+        if !out.iter().any(|e| e.os_name == os_name) {
+            out.push(SegmentEntry {
+                os_name,
+                kind: None,
+                size: Some(size),
+                owner_pid: None,
+                owner: OwnerState::Unknown,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.os_name.cmp(&b.os_name));
+    Ok(out)
+}
+
+/// Removes objects named-ipc created whose creator died without removing them
+/// (and stale records). Never touches objects it did not create, objects kept
+/// on purpose, or objects whose creator still runs. Returns the OS names
+/// removed. On Windows only records are cleaned: the OS already freed the
+/// mappings.
+///
+/// # Errors
+/// OS errors reading the records.
+pub fn gc() -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for e in registry::entries()? {
+        if e.alive || e.kept {
+            continue;
+        }
+        if sys::shm::REMOVABLE {
+            let r = match e.kind.as_deref() {
+                Some("mutex") => sys::sync::remove_mutex(&e.os_name),
+                _ => sys::shm::unlink(&e.os_name),
+            };
+            match r {
+                Ok(()) => removed.push(e.os_name.clone()),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        registry::forget(&e.os_name);
+    }
+    Ok(removed)
+}

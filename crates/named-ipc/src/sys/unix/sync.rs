@@ -1,0 +1,515 @@
+//! Named mutexes and events on Unix, as small POSIX shm objects (`/NAME`) with
+//! the header of [`crate::sync::header`].
+//!
+//! - Mutex, Linux: a process-shared, robust, error-checking pthread mutex. When
+//!   its holder dies, the next locker gets `EOWNERDEAD`, marks it consistent and
+//!   is told the data may be inconsistent.
+//! - Mutex, other Unix (no robust mutexes on macOS): an `flock` on a file in
+//!   the per-user directory, whose first byte records "held"; the kernel drops a
+//!   dead holder's lock and the byte tells the next locker it was abandoned.
+//! - Event: two words (manual-reset flag, signalled flag); waiters sleep on the
+//!   signalled word with [`futex`](super::futex).
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::futex;
+use super::shm::Mapping;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipe::Security;
+use crate::shm::Access;
+use crate::sync::header::{self, Verdict, WrongKind, HEADER_LEN, STATE_INIT, STATE_READY, VERSION};
+use crate::sys::{Backoff, Create, Locked, Wait};
+
+fn state_word(map: &Mapping) -> &AtomicU32 {
+    // SAFETY: every mapping here is at least HEADER_LEN bytes (checked by the
+    // creator's size and by `judge` for openers), page-aligned, so offset 12 is
+    // a valid, aligned u32 that lives as long as the mapping.
+    unsafe { &*(map.ptr().add(12) as *const AtomicU32) }
+}
+
+/// A u32 word at `offset` of the body (after the header).
+fn body_word(map: &Mapping, offset: usize) -> &AtomicU32 {
+    debug_assert!(HEADER_LEN + offset + 4 <= map.len() && offset.is_multiple_of(4));
+    // SAFETY: callers pass offsets inside the body size validated on open, and
+    // 4-aligned offsets after a 16-byte header keep the word aligned.
+    unsafe { &*(map.ptr().add(HEADER_LEN + offset) as *const AtomicU32) }
+}
+
+/// What `open_object` opens.
+struct Spec<'a> {
+    name: &'a str,
+    os_name: &'a str,
+    kind: &'a str,
+    magic: [u8; 8],
+    body: usize,
+    create: Create,
+    mode: u32,
+}
+
+/// Creates or opens the shm object of a sync primitive and waits until it is
+/// initialised. `init` runs only in the creator, before the object is marked
+/// ready. Returns the mapping and whether we created it.
+fn open_object(
+    spec: Spec<'_>,
+    init: impl FnOnce(&Mapping) -> io::Result<()>,
+) -> Result<(Mapping, bool)> {
+    let Spec {
+        name,
+        os_name,
+        kind,
+        magic,
+        body,
+        create,
+        mode,
+    } = spec;
+    let what = |verb: &str| format!("cannot {verb} {kind} {name:?} ({os_name})");
+    if create != Create::Open {
+        match Mapping::create(os_name, (HEADER_LEN + body) as u64, mode) {
+            Ok(map) => {
+                state_word(&map).store(STATE_INIT, Ordering::Relaxed);
+                let version = VERSION.to_ne_bytes();
+                // SAFETY: we created the object exclusively and nobody reads the
+                // magic or version before the state becomes READY (Release below).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(magic.as_ptr(), map.ptr(), 8);
+                    std::ptr::copy_nonoverlapping(version.as_ptr(), map.ptr().add(8), 4);
+                }
+                if let Err(e) = init(&map) {
+                    let _ = super::shm::unlink(os_name);
+                    return Err(Error::from_io(e, name, &what("create"), ""));
+                }
+                state_word(&map).store(STATE_READY, Ordering::Release);
+                return Ok((map, true));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && create == Create::Either => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    name,
+                    format!(
+                        "{}: it already exists; open it instead, or choose another name",
+                        what("create")
+                    ),
+                )
+                .with_source(e))
+            }
+            Err(e) => return Err(Error::from_io(e, name, &what("create"), "")),
+        }
+    }
+    let map = Mapping::open(os_name, Access::ReadWrite).map_err(|e| {
+        Error::from_io(
+            e,
+            name,
+            &what("open"),
+            "does it exist? its creator may not have started yet",
+        )
+    })?;
+    let wait = Wait::timeout(Some(Duration::from_secs(2)));
+    let mut backoff = Backoff::new();
+    loop {
+        let state = if map.len() >= HEADER_LEN {
+            state_word(&map).load(Ordering::Acquire)
+        } else {
+            0
+        };
+        let mut m = [0u8; 8];
+        let mut v = [0u8; 4];
+        if state == STATE_READY {
+            // SAFETY: the mapping holds at least HEADER_LEN bytes when the state
+            // word could be read; reads are ordered after the Acquire load.
+            unsafe {
+                std::ptr::copy_nonoverlapping(map.ptr(), m.as_mut_ptr(), 8);
+                std::ptr::copy_nonoverlapping(map.ptr().add(8), v.as_mut_ptr(), 4);
+            }
+        }
+        match header::judge(map.len(), state, m, u32::from_ne_bytes(v), magic, body) {
+            Verdict::Ready => return Ok((map, false)),
+            Verdict::NotYet => {
+                if !backoff.sleep(wait) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        name,
+                        format!(
+                            "{}: it was never initialised (its creator may have crashed while \
+                             creating it); remove it with `nipc shm rm {name}` and try again",
+                            what("open")
+                        ),
+                    ));
+                }
+            }
+            Verdict::Wrong(k, why) => {
+                let kind = match k {
+                    WrongKind::Version => ErrorKind::VersionMismatch,
+                    WrongKind::NotOurs => ErrorKind::InvalidInput,
+                };
+                return Err(Error::new(kind, name, format!("{}: {why}", what("open"))));
+            }
+        }
+    }
+}
+
+/// Removes an event's name.
+pub(crate) fn remove_event(os_name: &str) -> io::Result<()> {
+    super::shm::unlink(os_name)
+}
+
+// --------------------------------------------------------------------- event --
+
+/// Body: word 0 = manual-reset (0/1), word 1 = signalled (0/1).
+const EVENT_BODY: usize = 8;
+
+pub(crate) struct Event {
+    map: Mapping,
+    manual: bool,
+}
+
+impl Event {
+    pub(crate) fn open(
+        name: &str,
+        os_name: &str,
+        create: Create,
+        security: &Security,
+        manual: bool,
+        initial: bool,
+    ) -> Result<(Event, bool)> {
+        let mode = super::mode_for(security);
+        let spec = Spec {
+            name,
+            os_name,
+            kind: "event",
+            magic: header::EVENT_MAGIC,
+            body: EVENT_BODY,
+            create,
+            mode,
+        };
+        let (map, created) = open_object(spec, |m| {
+            body_word(m, 0).store(u32::from(manual), Ordering::Relaxed);
+            body_word(m, 4).store(u32::from(initial), Ordering::Relaxed);
+            Ok(())
+        })?;
+        let manual = match body_word(&map, 0).load(Ordering::Acquire) {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    name,
+                    format!("cannot open event {name:?}: its mode word is {other}, not 0 or 1; the object is corrupt"),
+                ))
+            }
+        };
+        Ok((Event { map, manual }, created))
+    }
+
+    pub(crate) fn is_manual(&self) -> bool {
+        self.manual
+    }
+
+    fn signalled(&self) -> &AtomicU32 {
+        body_word(&self.map, 4)
+    }
+
+    pub(crate) fn set(&self) -> io::Result<()> {
+        self.signalled().store(1, Ordering::SeqCst);
+        futex::wake(self.signalled(), if self.manual { u32::MAX } else { 1 });
+        Ok(())
+    }
+
+    pub(crate) fn reset(&self) -> io::Result<()> {
+        self.signalled().store(0, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// `Ok(true)` when signalled (an auto-reset event is reset by this wait),
+    /// `Ok(false)` when the wait ran out.
+    pub(crate) fn wait(&self, wait: Wait) -> io::Result<bool> {
+        let word = self.signalled();
+        loop {
+            let got = if self.manual {
+                word.load(Ordering::Acquire) != 0
+            } else {
+                word.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            };
+            if got {
+                return Ok(true);
+            }
+            let left = wait.remaining();
+            if left == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            futex::wait(word, 0, left);
+        }
+    }
+}
+
+// --------------------------------------------------------------------- mutex --
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use robust::{remove_mutex, Mutex, MutexGuard};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod robust {
+    use super::*;
+
+    const BODY: usize = std::mem::size_of::<libc::pthread_mutex_t>();
+
+    /// Removes a mutex's name.
+    pub(crate) fn remove_mutex(os_name: &str) -> io::Result<()> {
+        super::super::shm::unlink(os_name)
+    }
+
+    pub(crate) struct Mutex {
+        map: Mapping,
+    }
+
+    /// Unlocks on drop. Must be dropped by the thread that locked (the portable
+    /// guard is `!Send`).
+    pub(crate) struct MutexGuard<'a> {
+        m: &'a Mutex,
+    }
+
+    impl Drop for MutexGuard<'_> {
+        fn drop(&mut self) {
+            // SAFETY: the mutex is initialised and held by this thread.
+            unsafe { libc::pthread_mutex_unlock(self.m.raw()) };
+        }
+    }
+
+    fn check(r: libc::c_int) -> io::Result<()> {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(r))
+        }
+    }
+
+    impl Mutex {
+        fn raw(&self) -> *mut libc::pthread_mutex_t {
+            // SAFETY: the body (validated size >= BODY) starts at HEADER_LEN,
+            // 16-aligned within a page-aligned mapping.
+            unsafe { self.map.ptr().add(HEADER_LEN).cast() }
+        }
+
+        pub(crate) fn open(
+            name: &str,
+            os_name: &str,
+            create: Create,
+            security: &Security,
+        ) -> Result<(Mutex, bool)> {
+            let mode = super::super::mode_for(security);
+            let spec = Spec {
+                name,
+                os_name,
+                kind: "mutex",
+                magic: header::MUTEX_MAGIC,
+                body: BODY,
+                create,
+                mode,
+            };
+            let (map, created) = open_object(spec, |m| {
+                // SAFETY: all-zero is a valid pthread_mutexattr_t to hand to init.
+                let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+                // SAFETY: attr is ours; the mutex memory is our freshly created
+                // body, not yet visible as ready to anyone.
+                unsafe {
+                    check(libc::pthread_mutexattr_init(&mut attr))?;
+                    let r = (|| {
+                        check(libc::pthread_mutexattr_setpshared(
+                            &mut attr,
+                            libc::PTHREAD_PROCESS_SHARED,
+                        ))?;
+                        check(libc::pthread_mutexattr_setrobust(
+                            &mut attr,
+                            libc::PTHREAD_MUTEX_ROBUST,
+                        ))?;
+                        check(libc::pthread_mutexattr_settype(
+                            &mut attr,
+                            libc::PTHREAD_MUTEX_ERRORCHECK,
+                        ))?;
+                        check(libc::pthread_mutex_init(
+                            m.ptr().add(HEADER_LEN).cast(),
+                            &attr,
+                        ))
+                    })();
+                    libc::pthread_mutexattr_destroy(&mut attr);
+                    r
+                }
+            })?;
+            Ok((Mutex { map }, created))
+        }
+
+        pub(crate) fn lock(&self, wait: Wait) -> io::Result<(Locked, MutexGuard<'_>)> {
+            // SAFETY: the mutex is initialised (the header said ready) and lives
+            // as long as `self`.
+            let r = unsafe {
+                match wait {
+                    Wait::Block => libc::pthread_mutex_lock(self.raw()),
+                    Wait::Never => libc::pthread_mutex_trylock(self.raw()),
+                    Wait::Until(_) => {
+                        let left = wait.remaining().unwrap_or_default();
+                        let mut now: libc::timespec = std::mem::zeroed();
+                        libc::clock_gettime(libc::CLOCK_REALTIME, &mut now);
+                        let total = Duration::new(now.tv_sec as u64, now.tv_nsec as u32) + left;
+                        let abs = libc::timespec {
+                            tv_sec: total.as_secs() as libc::time_t,
+                            tv_nsec: total.subsec_nanos() as libc::c_long,
+                        };
+                        libc::pthread_mutex_timedlock(self.raw(), &abs)
+                    }
+                }
+            };
+            let guard = MutexGuard { m: self };
+            match r {
+                0 => Ok((Locked::Clean, guard)),
+                libc::EOWNERDEAD => {
+                    // We hold it now; make it usable again and report.
+                    // SAFETY: we hold the robust mutex after EOWNERDEAD.
+                    unsafe { libc::pthread_mutex_consistent(self.raw()) };
+                    Ok((Locked::Abandoned, guard))
+                }
+                _ => {
+                    std::mem::forget(guard);
+                    Err(match r {
+                        libc::EBUSY | libc::ETIMEDOUT => wait.expired_error(),
+                        libc::EDEADLK => io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "this thread already holds the mutex (named mutexes are not reentrant)",
+                        ),
+                        libc::ENOTRECOVERABLE => io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the mutex is unusable: an earlier holder died and it was never repaired",
+                        ),
+                        other => io::Error::from_raw_os_error(other),
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) use flocked::{remove_mutex, Mutex, MutexGuard};
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod flocked {
+    use super::*;
+    use std::fs::{File, OpenOptions};
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+
+    fn path_of(os_name: &str) -> std::path::PathBuf {
+        super::super::runtime_dir()
+            .join("mutex")
+            .join(os_name.trim_start_matches('/'))
+    }
+
+    /// Removes a mutex's name.
+    pub(crate) fn remove_mutex(os_name: &str) -> io::Result<()> {
+        std::fs::remove_file(path_of(os_name))
+    }
+
+    pub(crate) struct Mutex {
+        file: File,
+        /// flock is per open file: threads of this process queue here first.
+        local: std::sync::Mutex<()>,
+    }
+
+    pub(crate) struct MutexGuard<'a> {
+        m: &'a Mutex,
+        _local: std::sync::MutexGuard<'a, ()>,
+    }
+
+    impl Drop for MutexGuard<'_> {
+        fn drop(&mut self) {
+            let _ = self.m.file.write_at(&[0], 0);
+            let _ = self.m.file.unlock();
+        }
+    }
+
+    impl Mutex {
+        pub(crate) fn open(
+            name: &str,
+            os_name: &str,
+            create: Create,
+            security: &Security,
+        ) -> Result<(Mutex, bool)> {
+            let mode = super::super::mode_for(security);
+            let dir = super::super::runtime_dir().join("mutex");
+            super::super::ensure_private_dir(name, &dir)?;
+            let path = path_of(os_name);
+            let mut o = OpenOptions::new();
+            o.read(true).write(true).mode(mode);
+            match create {
+                Create::Exclusive => o.create_new(true),
+                Create::Either => o.create(true),
+                Create::Open => &mut o,
+            };
+            let existed = path.exists();
+            let file = o.open(&path).map_err(|e| {
+                Error::from_io(
+                    e,
+                    name,
+                    &format!("cannot open mutex {name:?} ({})", path.display()),
+                    "",
+                )
+            })?;
+            Ok((
+                Mutex {
+                    file,
+                    local: std::sync::Mutex::new(()),
+                },
+                !existed,
+            ))
+        }
+
+        pub(crate) fn lock(&self, wait: Wait) -> io::Result<(Locked, MutexGuard<'_>)> {
+            let mut backoff = Backoff::new();
+            let local = loop {
+                match wait {
+                    Wait::Block => break self.local.lock().unwrap_or_else(|p| p.into_inner()),
+                    _ => match self.local.try_lock() {
+                        Ok(g) => break g,
+                        Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                        Err(std::sync::TryLockError::WouldBlock) => {
+                            if !backoff.sleep(wait) {
+                                return Err(wait.expired_error());
+                            }
+                        }
+                    },
+                }
+            };
+            loop {
+                if wait == Wait::Block {
+                    self.file.lock()?;
+                    break;
+                }
+                match self.file.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        if !backoff.sleep(wait) {
+                            return Err(wait.expired_error());
+                        }
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => return Err(e),
+                }
+            }
+            let mut held = [0u8];
+            let _ = self.file.read_at(&mut held, 0);
+            self.file.write_at(&[1], 0)?;
+            let how = if held[0] == 1 {
+                Locked::Abandoned
+            } else {
+                Locked::Clean
+            };
+            Ok((
+                how,
+                MutexGuard {
+                    m: self,
+                    _local: local,
+                },
+            ))
+        }
+    }
+}

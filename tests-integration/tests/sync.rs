@@ -1,0 +1,202 @@
+//! Named mutexes and events across real processes, including a holder that is
+//! killed while it holds the lock.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use named_ipc::shm::ShmSegment;
+use named_ipc::sync::{EventMode, NamedEvent, NamedMutex};
+use named_ipc::ErrorKind;
+
+#[test]
+fn the_mutex_excludes_other_processes() {
+    let lock_name = unique("mx");
+    let seg_name = unique("mx-seg");
+    let lock = NamedMutex::create(&lock_name).unwrap();
+    let seg = ShmSegment::create(&seg_name, 8).unwrap();
+    let per = 3000u64;
+    let mut workers: Vec<Peer> = (0..2)
+        .map(|_| Peer::spawn(&["mutex-count", &lock_name, &seg_name, &per.to_string()]))
+        .collect();
+    for w in &mut workers {
+        w.expect("READY");
+    }
+    // This process races them with the same read-modify-write.
+    for _ in 0..per {
+        let g = lock.lock().unwrap();
+        assert!(!g.abandoned());
+        let mut b = [0u8; 8];
+        seg.read_at(0, &mut b).unwrap();
+        std::thread::yield_now();
+        seg.write_at(0, &(u64::from_le_bytes(b) + 1).to_le_bytes())
+            .unwrap();
+    }
+    for w in &mut workers {
+        w.expect("DONE");
+        w.wait_ok();
+    }
+    let mut b = [0u8; 8];
+    seg.read_at(0, &mut b).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(b),
+        3 * per,
+        "lost updates: the mutex did not exclude"
+    );
+}
+
+#[test]
+fn a_holder_killed_while_holding_leaves_an_abandoned_mutex() {
+    let name = unique("abandon");
+    let lock = NamedMutex::create(&name).unwrap();
+    let mut holder = Peer::spawn(&["mutex-hold", &name]);
+    holder.expect("LOCKED");
+    assert!(
+        lock.try_lock().unwrap().is_none(),
+        "held by the other process"
+    );
+    let t = Instant::now();
+    assert!(lock
+        .lock_timeout(Duration::from_millis(200))
+        .unwrap()
+        .is_none());
+    assert!(t.elapsed() >= Duration::from_millis(190));
+
+    holder.kill(); // SIGKILL / TerminateProcess, mid-hold
+    {
+        let g = with_watchdog_lock(&name);
+        assert!(g, "the next locker must be told the holder died");
+    }
+    // Repaired: the lock after that is clean, in another process too.
+    let g = lock.lock().unwrap();
+    assert!(!g.abandoned());
+    drop(g);
+    let mut next = Peer::spawn(&["mutex-hold", &name]);
+    assert_eq!(next.line(), "LOCKED");
+}
+
+/// Locks `name` through a fresh handle on a watchdog thread; returns whether the
+/// guard said "abandoned".
+fn with_watchdog_lock(name: &str) -> bool {
+    let name = name.to_owned();
+    with_watchdog("lock after the holder died", move || {
+        let m = NamedMutex::open(&name).unwrap();
+        let g = m.lock().unwrap();
+        g.abandoned()
+    })
+}
+
+#[test]
+fn locking_twice_on_one_thread_is_an_error_not_a_deadlock() {
+    let lock = NamedMutex::create(&unique("reentrant")).unwrap();
+    let g = lock.lock().unwrap();
+    let e = lock.try_lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("not reentrant"), "{e}");
+    drop(g);
+    assert!(lock.try_lock().unwrap().is_some());
+}
+
+#[test]
+fn an_auto_reset_event_releases_one_waiter_per_set() {
+    let name = unique("auto");
+    let ev = NamedEvent::create(&name, EventMode::AutoReset, false).unwrap();
+    assert_eq!(ev.mode(), EventMode::AutoReset);
+    let mut waiters = [
+        Peer::spawn(&["event-wait", &name, "60000"]),
+        Peer::spawn(&["event-wait", &name, "60000"]),
+    ];
+    for w in &mut waiters {
+        w.expect("WAITING");
+    }
+    ev.set().unwrap();
+    let first = first_to_speak(&mut waiters);
+    let [a, b] = &mut waiters;
+    let (woke, other) = if first == 0 { (a, b) } else { (b, a) };
+    assert_eq!(woke.line(), "SIGNALLED");
+    // One set, one release: the other stays asleep...
+    assert_eq!(
+        other.try_line_within(std::time::Duration::from_millis(300)),
+        None
+    );
+    // ...until the next set.
+    ev.set().unwrap();
+    assert_eq!(other.line(), "SIGNALLED");
+    assert!(!ev.try_wait().unwrap(), "two sets, two waits: nothing left");
+}
+
+/// Index of the first peer with an output line (left unread), within STEP.
+fn first_to_speak(peers: &mut [Peer]) -> usize {
+    let deadline = Instant::now() + STEP;
+    loop {
+        for (i, p) in peers.iter_mut().enumerate() {
+            if p.has_line_within(Duration::from_millis(20)) {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "nobody woke up");
+    }
+}
+
+#[test]
+fn a_manual_reset_event_releases_everyone_until_reset() {
+    let name = unique("manual");
+    let ev = NamedEvent::create(&name, EventMode::ManualReset, false).unwrap();
+    let mut waiters: Vec<Peer> = (0..3)
+        .map(|_| Peer::spawn(&["event-wait", &name, "60000"]))
+        .collect();
+    for w in &mut waiters {
+        w.expect("WAITING");
+    }
+    ev.set().unwrap();
+    for w in &mut waiters {
+        assert_eq!(w.line(), "SIGNALLED");
+    }
+    assert!(ev.try_wait().unwrap(), "still set");
+    ev.reset().unwrap();
+    assert!(!ev.wait_timeout(Duration::from_millis(100)).unwrap());
+    let opened = NamedEvent::open(&name).unwrap();
+    assert_eq!(opened.mode(), EventMode::ManualReset);
+}
+
+#[test]
+fn an_event_set_by_another_process_wakes_a_timed_wait() {
+    let name = unique("timed");
+    let ev = NamedEvent::create(&name, EventMode::AutoReset, false).unwrap();
+    let t = Instant::now();
+    assert!(!ev.wait_timeout(Duration::from_millis(150)).unwrap());
+    assert!(t.elapsed() >= Duration::from_millis(140));
+    let mut setter = Peer::spawn(&["event-set", &name]);
+    setter.expect("SET");
+    assert!(ev.wait_timeout(STEP).unwrap());
+    assert!(!ev.try_wait().unwrap());
+    let initially = NamedEvent::create(&unique("initial"), EventMode::AutoReset, true).unwrap();
+    assert!(initially.try_wait().unwrap());
+}
+
+#[test]
+fn names_of_the_wrong_kind_are_refused() {
+    let name = unique("kind");
+    let _m = NamedMutex::create(&name).unwrap();
+    let e = NamedEvent::open(&name).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::AlreadyExists),
+        "{e}"
+    );
+    let e = NamedMutex::create(&name).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    let e = NamedMutex::open(&unique("nomutex")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    if cfg!(unix) {
+        // A plain segment is not a mutex either.
+        let seg_name = unique("plain");
+        let _seg = ShmSegment::create(&seg_name, 4096).unwrap();
+        let e = NamedMutex::open(&seg_name).unwrap_err();
+        assert!(
+            e.to_string().contains("not a named-ipc mutex")
+                || e.to_string().contains("never initialised"),
+            "{e}"
+        );
+    }
+}
