@@ -7,6 +7,8 @@
 //!   stream, [`pipe::Framed`] adds the spec's u32-LE size prefix to any stream.
 //! - [`shm`]: named shared memory ([`shm::ShmSegment`]) with no hidden header,
 //!   safe copying access, atomics, and file-backed or unnamed segments.
+//! - [`channel`]: a message channel over shared memory ([`channel::ShmListener`],
+//!   [`channel::ShmStream`]), rendezvous by pipe, for when a pipe is too slow.
 //! - [`sync`]: [`sync::NamedMutex`] (told when its holder died) and
 //!   [`sync::NamedEvent`] (auto- and manual-reset), across processes.
 //! - [`name`]: how names map to OS objects (`\\.\pipe\NAME`, socket paths,
@@ -21,6 +23,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
+pub mod channel;
+/// Under `--cfg loom` only the ring protocol is built, for model checking
+/// (`ci/loom.sh`).
+#[cfg(loom)]
+mod channel {
+    mod atomic;
+    mod ring;
+}
 mod error;
 pub mod name;
 pub mod os;

@@ -8,6 +8,7 @@
 use std::io::{self, BufRead, Read, Write};
 use std::time::Duration;
 
+use named_ipc::channel::{ChannelOptions, ShmStream};
 use named_ipc::pipe::{Framed, ListenerOptions, PipeListener, PipeMode, PipeStream};
 use named_ipc::shm::{Access, SegmentOptions, ShmSegment};
 use named_ipc::sync::{EventMode, NamedEvent, NamedMutex};
@@ -332,6 +333,84 @@ fn main() {
             e.set().expect("set");
             say("SET");
             wait_stdin_eof();
+        }
+        // chan-echo NAME CAPACITY: channel echo server, a thread per client.
+        "chan-echo" => {
+            let l = ChannelOptions::new()
+                .capacity(arg(&args, 2, "capacity"))
+                .bind(&args[1])
+                .expect("bind");
+            say("READY");
+            exit_on_stdin_eof();
+            loop {
+                let s = l.accept().expect("accept");
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let r: io::Result<()> = (|| {
+                        while s.recv_into(&mut buf)?.is_some() {
+                            s.send(&buf)?;
+                        }
+                        Ok(())
+                    })();
+                    if let Err(e) = r {
+                        say(&format!("CLIENT-ERROR {:?} {e}", e.kind()));
+                    }
+                });
+            }
+        }
+        // chan-send-then-exit NAME COUNT SIZE HOW: accept one client, send COUNT
+        // messages, then `drop` the stream or `exit` the process.
+        "chan-send-then-exit" => {
+            let l = ChannelOptions::new().bind(&args[1]).expect("bind");
+            say("READY");
+            let s = l.accept().expect("accept");
+            for seq in 0..arg::<u64>(&args, 2, "count") {
+                s.send(&payload(seq, arg(&args, 3, "size"))).expect("send");
+            }
+            if args[4] == "exit" {
+                std::process::exit(0);
+            }
+            drop(s);
+            say("DONE");
+            wait_stdin_eof();
+        }
+        // chan-hold NAME: accept one client and never read or write.
+        "chan-hold" => {
+            let l = ChannelOptions::new()
+                .capacity(4096)
+                .bind(&args[1])
+                .expect("bind");
+            say("READY");
+            let _s = l.accept().expect("accept");
+            say("ACCEPTED");
+            wait_stdin_eof();
+        }
+        // chan-connect-hold NAME: connect, never read or write.
+        "chan-connect-hold" => {
+            let _s =
+                ShmStream::connect_timeout(&args[1], Duration::from_secs(30)).expect("connect");
+            say("CONNECTED");
+            wait_stdin_eof();
+        }
+        // chan-sink NAME: accept one client; check that messages carry
+        // sequence numbers 0, 1, 2, ... in their first 8 bytes, and that the
+        // rest is the deterministic payload; print the count at EOF.
+        "chan-sink" => {
+            let l = ChannelOptions::new().bind(&args[1]).expect("bind");
+            say("READY");
+            let s = l.accept().expect("accept");
+            let mut buf = Vec::new();
+            let mut n = 0u64;
+            while s.recv_into(&mut buf).expect("recv").is_some() {
+                let seq = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                assert_eq!(seq, n, "message out of order or lost");
+                assert!(
+                    buf[8..] == payload(seq, buf.len() - 8),
+                    "message {seq} corrupted"
+                );
+                n += 1;
+            }
+            say(&format!("GOT {n}"));
         }
         // lines: print stdin lines back with a prefix (used to test spawning).
         "lines" => {

@@ -177,6 +177,12 @@ impl FrameReader {
         self.max
     }
 
+    /// Whether nothing has been read or buffered yet.
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.at_boundary() && self.buf.is_empty() && self.poison.is_none()
+    }
+
     fn poison(&mut self, kind: io::ErrorKind, message: String) -> io::Error {
         let p = Poison { kind, message };
         let e = p.to_io();

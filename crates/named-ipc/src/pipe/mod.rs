@@ -54,6 +54,8 @@ pub use listener::{Incoming, PipeListener};
 pub use options::{
     Access, ConnectOptions, Direction, ListenerOptions, PipeMode, Security, UNLIMITED_INSTANCES,
 };
+#[cfg_attr(loom, allow(unused_imports))]
+pub(crate) use stream::Timing;
 pub use stream::{PipeStream, UserId};
 
 use std::io;

@@ -43,7 +43,7 @@ impl fmt::Debug for UserId {
 }
 
 /// Timeouts and blocking mode, changeable through `&self`.
-struct Timing {
+pub(crate) struct Timing {
     /// Nanoseconds; `u64::MAX` means none.
     read: AtomicU64,
     write: AtomicU64,
@@ -53,12 +53,44 @@ struct Timing {
 const NO_TIMEOUT: u64 = u64::MAX;
 
 impl Timing {
-    fn new(nonblocking: bool) -> Timing {
+    pub(crate) fn new(nonblocking: bool) -> Timing {
         Timing {
             read: AtomicU64::new(NO_TIMEOUT),
             write: AtomicU64::new(NO_TIMEOUT),
             nonblocking: AtomicBool::new(nonblocking),
         }
+    }
+
+    pub(crate) fn read_wait(&self) -> Wait {
+        self.wait(&self.read)
+    }
+
+    pub(crate) fn write_wait(&self) -> Wait {
+        self.wait(&self.write)
+    }
+
+    pub(crate) fn set_read(&self, d: Option<Duration>) -> io::Result<()> {
+        Timing::set(&self.read, d)
+    }
+
+    pub(crate) fn set_write(&self, d: Option<Duration>) -> io::Result<()> {
+        Timing::set(&self.write, d)
+    }
+
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        Timing::get(&self.read)
+    }
+
+    pub(crate) fn write_timeout(&self) -> Option<Duration> {
+        Timing::get(&self.write)
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
     }
 
     fn wait(&self, slot: &AtomicU64) -> Wait {
@@ -238,6 +270,12 @@ impl PipeStream {
         }
     }
 
+    /// The OS stream (for the shared-memory channel's handshake on Unix).
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn sys(&self) -> &sys::pipe::Stream {
+        &self.inner
+    }
+
     /// The name this stream was connected or created with.
     pub fn name(&self) -> &str {
         &self.name
@@ -294,8 +332,7 @@ impl PipeStream {
     pub fn send(&self, msg: &[u8]) -> io::Result<()> {
         self.need_message_mode("send")?;
         self.need_write()?;
-        self.inner
-            .send_msg(msg, self.timing.wait(&self.timing.write))
+        self.inner.send_msg(msg, self.timing.write_wait())
     }
 
     /// Receives one whole message. `Ok(None)` means the peer closed the pipe
@@ -318,8 +355,7 @@ impl PipeStream {
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.need_message_mode("recv_into")?;
         self.need_read()?;
-        self.inner
-            .recv_msg(buf, self.timing.wait(&self.timing.read))
+        self.inner.recv_msg(buf, self.timing.read_wait())
     }
 
     /// Reads as much of the next message as fits into `buf`. If it does not fit,
@@ -331,8 +367,7 @@ impl PipeStream {
     pub fn recv_slice(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         self.need_message_mode("recv_slice")?;
         self.need_read()?;
-        self.inner
-            .recv_msg_slice(buf, self.timing.wait(&self.timing.read))
+        self.inner.recv_msg_slice(buf, self.timing.read_wait())
     }
 
     /// Sets how long `recv`/`read` may wait (`None`: forever).
@@ -340,7 +375,7 @@ impl PipeStream {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Timing::set(&self.timing.read, timeout)
+        self.timing.set_read(timeout)
     }
 
     /// Sets how long `send`/`write` may wait (`None`: forever).
@@ -348,17 +383,17 @@ impl PipeStream {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        Timing::set(&self.timing.write, timeout)
+        self.timing.set_write(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        Timing::get(&self.timing.read)
+        self.timing.read_timeout()
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
-        Timing::get(&self.timing.write)
+        self.timing.write_timeout()
     }
 
     /// In nonblocking mode every call that would wait returns `WouldBlock`.
@@ -370,7 +405,7 @@ impl PipeStream {
 
     /// Whether the stream is nonblocking.
     pub fn is_nonblocking(&self) -> bool {
-        self.timing.nonblocking.load(Ordering::Relaxed)
+        self.timing.is_nonblocking()
     }
 
     /// The peer's process id (`SO_PEERCRED`, `LOCAL_PEERPID`,
@@ -407,18 +442,18 @@ impl PipeStream {
 impl Read for &PipeStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.need_read()?;
-        self.inner.read(buf, self.timing.wait(&self.timing.read))
+        self.inner.read(buf, self.timing.read_wait())
     }
 }
 
 impl Write for &PipeStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.need_write()?;
-        self.inner.write(buf, self.timing.wait(&self.timing.write))
+        self.inner.write(buf, self.timing.write_wait())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush(self.timing.wait(&self.timing.write))
+        self.inner.flush(self.timing.write_wait())
     }
 }
 

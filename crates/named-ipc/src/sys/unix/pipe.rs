@@ -944,6 +944,149 @@ impl Stream {
         self.drain(&mut tx, wait)
     }
 
+    /// Sends `msg` as one framed message with `fd` attached (`SCM_RIGHTS`).
+    /// Used by the shared-memory channel's handshake.
+    pub(crate) fn send_msg_with_fd(&self, msg: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut frame = encode_header(msg.len())?.to_vec();
+        frame.extend_from_slice(msg);
+        let _tx = lock(&self.tx);
+        let raw_fd = fd.as_raw_fd();
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as usize;
+        let mut cbuf = vec![0u64; space.div_ceil(8)];
+        let mut iov = [libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        }];
+        // SAFETY: all-zero is a valid msghdr; it points at live buffers below.
+        let mut m: libc::msghdr = unsafe { mem::zeroed() };
+        m.msg_iov = iov.as_mut_ptr();
+        m.msg_iovlen = 1;
+        m.msg_control = cbuf.as_mut_ptr().cast();
+        m.msg_controllen = space as _;
+        // SAFETY: the control buffer has room for one cmsg carrying one fd.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&m);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                (&raw_fd as *const RawFd).cast::<u8>(),
+                libc::CMSG_DATA(c),
+                mem::size_of::<RawFd>(),
+            );
+        }
+        // SAFETY: m describes the frame and the control buffer, both alive.
+        let n = cvt_r(|| unsafe { libc::sendmsg(self.raw(), &m, SEND_FLAGS) })? as usize;
+        // The descriptor went with the first bytes; the rest is plain data.
+        let mut sent = n;
+        while sent < frame.len() {
+            sent += send_raw(self.raw(), &[IoSlice::new(&frame[sent..])], Wait::Block)?;
+        }
+        Ok(())
+    }
+
+    /// Receives one framed message and the descriptor sent with it, if any.
+    /// Must be the first read on the stream (nothing buffered yet).
+    pub(crate) fn recv_msg_with_fd(&self, wait: Wait) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+        let rx = lock(&self.rx);
+        if !rx.is_fresh() {
+            return Err(io::Error::other(
+                "a descriptor must come with the first message",
+            ));
+        }
+        let mut head = [0u8; HEADER_LEN];
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE((4 * mem::size_of::<RawFd>()) as u32) } as usize;
+        let mut cbuf = vec![0u64; space.div_ceil(8)];
+        let mut iov = [libc::iovec {
+            iov_base: head.as_mut_ptr().cast(),
+            iov_len: HEADER_LEN,
+        }];
+        // SAFETY: all-zero is a valid msghdr; it points at live buffers.
+        let mut m: libc::msghdr = unsafe { mem::zeroed() };
+        m.msg_iov = iov.as_mut_ptr();
+        m.msg_iovlen = 1;
+        m.msg_control = cbuf.as_mut_ptr().cast();
+        m.msg_controllen = space as _;
+        if wait != Wait::Block {
+            poll_fd(self.raw(), libc::POLLIN, wait)?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        let flags = libc::MSG_CMSG_CLOEXEC;
+        #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+        let flags = 0;
+        // SAFETY: m describes live, writable buffers.
+        let mut got = cvt_r(|| unsafe { libc::recvmsg(self.raw(), &mut m, flags) })? as usize;
+        let mut fds = Vec::new();
+        // SAFETY: walking the control messages the kernel filled in, within
+        // msg_controllen; each SCM_RIGHTS payload is an array of descriptors
+        // that are now ours.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&m);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c);
+                    let n = ((*c).cmsg_len as usize - (data as usize - c as usize))
+                        / mem::size_of::<RawFd>();
+                    for i in 0..n {
+                        let mut fd: RawFd = -1;
+                        std::ptr::copy_nonoverlapping(
+                            data.add(i * mem::size_of::<RawFd>()),
+                            (&mut fd as *mut RawFd).cast::<u8>(),
+                            mem::size_of::<RawFd>(),
+                        );
+                        if fd >= 0 {
+                            fds.push(OwnedFd::from_raw_fd(fd));
+                        }
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&m, c);
+            }
+        }
+        if got == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the pipe",
+            ));
+        }
+        while got < HEADER_LEN {
+            let n = recv_raw(self.raw(), &mut head[got..], wait)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the pipe",
+                ));
+            }
+            got += n;
+        }
+        let len = u32::from_le_bytes(head) as usize;
+        if len > 64 * 1024 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "handshake message too long",
+            ));
+        }
+        let mut body = vec![0u8; len];
+        let mut at = 0;
+        while at < len {
+            let n = recv_raw(self.raw(), &mut body[at..], wait)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the pipe",
+                ));
+            }
+            at += n;
+        }
+        Ok((body, fds.into_iter().next()))
+    }
+
+    /// A duplicate of the socket, for watching whether the peer hung up.
+    pub(crate) fn watch_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// Unix has nothing to flush beyond our own buffer: closing keeps data the
     /// kernel already holds deliverable.
     pub(crate) fn disconnect(&self) -> io::Result<()> {

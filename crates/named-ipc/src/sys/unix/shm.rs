@@ -317,7 +317,28 @@ impl Mapping {
                 "the inherited segment is empty",
             ));
         }
-        Mapping::new(owned, size, access, Backing::Sealed)
+        let backing = backing_of(owned.as_raw_fd());
+        Mapping::new(owned, size, access, backing)
+    }
+
+    /// Maps a whole segment received as a descriptor (the channel handshake).
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Mapping> {
+        // SAFETY: fd is ours; keep it from leaking into children.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
+        let size = fd_size(fd.as_raw_fd())?;
+        if size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the received segment is empty",
+            ));
+        }
+        let backing = backing_of(fd.as_raw_fd());
+        Mapping::new(fd, size, Access::ReadWrite, backing)
+    }
+
+    /// The segment's descriptor.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 
     pub(crate) fn ptr(&self) -> *mut u8 {
@@ -341,6 +362,20 @@ impl Mapping {
         // SAFETY: ptr/len are our mapping.
         cvt(unsafe { libc::msync(self.ptr.as_ptr().cast(), self.len, libc::MS_SYNC) }).map(drop)
     }
+}
+
+/// Sealed against shrinking (a Linux memfd we made), or resizable.
+fn backing_of(fd: RawFd) -> Backing {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: F_GET_SEALS only reads the descriptor's seals.
+        let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+        if seals >= 0 && seals & libc::F_SEAL_SHRINK != 0 {
+            return Backing::Sealed;
+        }
+    }
+    let _ = fd;
+    Backing::Resizable
 }
 
 fn wait_for_size(fd: RawFd) -> io::Result<u64> {

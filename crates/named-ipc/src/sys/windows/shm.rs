@@ -331,6 +331,16 @@ impl Mapping {
         map_view(section, access, None)
     }
 
+    /// Maps a whole section we were given (the channel handshake).
+    pub(crate) fn from_section(section: OwnedHandle) -> io::Result<Mapping> {
+        map_view(section, Access::ReadWrite, None)
+    }
+
+    /// The section handle.
+    pub(crate) fn section(&self) -> HANDLE {
+        raw(&self.section)
+    }
+
     pub(crate) fn ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }

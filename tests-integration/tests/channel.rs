@@ -1,0 +1,367 @@
+//! The shared-memory channel across real processes: every size (including
+//! messages many times the ring), millions of messages in order, zero copy,
+//! orderly close versus a peer that dies, timeouts, many clients.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use named_ipc::channel::{ChannelOptions, ShmStream};
+
+fn echo(capacity: usize) -> (Peer, String) {
+    let name = unique("chan");
+    let mut p = Peer::spawn(&["chan-echo", &name, &capacity.to_string()]);
+    p.expect("READY");
+    (p, name)
+}
+
+fn connect(name: &str) -> ShmStream {
+    let c =
+        ShmStream::connect_timeout(name, STEP).unwrap_or_else(|e| panic!("connect {name}: {e}"));
+    c.set_read_timeout(Some(STEP)).unwrap();
+    c.set_write_timeout(Some(STEP)).unwrap();
+    c
+}
+
+#[test]
+fn every_size_round_trips_including_messages_larger_than_the_ring() {
+    // A 4 KiB ring carries records of at most 1016 bytes: everything bigger is
+    // streamed in pieces.
+    let (_srv, name) = echo(4096);
+    let c = connect(&name);
+    let m = c.max_in_place();
+    assert_eq!(m, 4096 / 4 - 8);
+    let sizes = [
+        0,
+        1,
+        7,
+        8,
+        9,
+        63,
+        64,
+        100,
+        m - 1,
+        m,
+        m + 1,
+        4096,
+        3 * 4096 + 3,
+        65536,
+        1 << 20,
+        16 << 20,
+    ];
+    let mut buf = Vec::new();
+    for (seq, size) in sizes.into_iter().enumerate() {
+        let p = payload(seq as u64, size);
+        c.send(&p).unwrap();
+        assert_eq!(c.recv_into(&mut buf).unwrap(), Some(size));
+        assert!(buf == p, "echo of {size} bytes differs");
+    }
+}
+
+#[test]
+fn millions_of_messages_arrive_complete_and_in_order() {
+    let name = unique("sink");
+    let mut sink = Peer::spawn(&["chan-sink", &name]);
+    sink.expect("READY");
+    let c = connect(&name);
+    // Fewer under Wine, which is much slower at this.
+    let count: u64 = if is_wine() { 200_000 } else { 2_000_000 };
+    let mut msg = Vec::new();
+    for seq in 0..count {
+        msg.clear();
+        msg.extend_from_slice(&seq.to_le_bytes());
+        msg.extend_from_slice(&payload(seq, (seq % 61) as usize));
+        c.send(&msg).unwrap();
+    }
+    drop(c);
+    assert_eq!(sink.line(), format!("GOT {count}"));
+    sink.wait_ok();
+}
+
+#[test]
+fn both_directions_at_once_under_load() {
+    let (_srv, name) = echo(8192);
+    let c = Arc::new(connect(&name));
+    let n: u64 = if is_wine() { 20_000 } else { 200_000 };
+    let reader = {
+        let c = Arc::clone(&c);
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            for seq in 0..n {
+                c.recv_into(&mut buf).unwrap().expect("server closed");
+                assert!(
+                    buf == payload(seq, (seq % 3000) as usize),
+                    "echo {seq} differs"
+                );
+            }
+        })
+    };
+    for seq in 0..n {
+        c.send(&payload(seq, (seq % 3000) as usize)).unwrap();
+    }
+    reader.join().unwrap();
+}
+
+#[test]
+fn zero_copy_send_and_receive() {
+    let (_srv, name) = echo(65536);
+    let c = connect(&name);
+    let written = c
+        .send_with(1000, |buf| {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (i % 256) as u8;
+            }
+            buf.len()
+        })
+        .unwrap();
+    assert_eq!(written, 1000);
+    let sum = c
+        .recv_with(|msg| {
+            assert_eq!(msg.len(), 1000);
+            assert!(msg.iter().enumerate().all(|(i, &b)| b == (i % 256) as u8));
+            msg.iter().map(|&b| u64::from(b)).sum::<u64>()
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(sum, (0..1000u64).map(|i| i % 256).sum());
+    // Larger than one record: not in place, but still delivered.
+    let big = payload(5, 100_000);
+    c.send(&big).unwrap();
+    assert!(c.recv_with(|m| m == big.as_slice()).unwrap().unwrap());
+    let e = c.send_with(c.max_in_place() + 1, |_| ()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn an_orderly_close_reads_as_end_after_the_last_message() {
+    for how in ["drop", "exit"] {
+        let name = unique("close");
+        let mut srv = Peer::spawn(&["chan-send-then-exit", &name, "50", "300", how]);
+        srv.expect("READY");
+        let c = connect(&name);
+        for seq in 0..50 {
+            assert_eq!(
+                c.recv().unwrap().unwrap(),
+                payload(seq, 300),
+                "{how}: message {seq}"
+            );
+        }
+        if how == "drop" {
+            assert_eq!(
+                c.recv().unwrap(),
+                None,
+                "orderly close is the end of the stream"
+            );
+            srv.expect("DONE");
+            let e = c.send(b"anyone?").unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+        } else {
+            // The process exited without dropping the stream: the peer is gone.
+            let e = c.recv().unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+    }
+}
+
+/// Kills `peer` while this process is blocked in `op`, and returns how long
+/// after the kill `op` failed (reported, not asserted: machines are noisy).
+fn time_to_notice(
+    mut peer: Peer,
+    op: impl FnOnce() -> std::io::Error + Send + 'static,
+) -> Duration {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let e = op();
+        tx.send((Instant::now(), e)).unwrap();
+    });
+    // Let `op` reach its sleep; whether it has does not change the outcome.
+    std::thread::yield_now();
+    let killed = Instant::now();
+    peer.kill();
+    let (when, e) = rx
+        .recv_timeout(STEP)
+        .expect("the blocked call never returned");
+    t.join().unwrap();
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    assert!(e.to_string().contains("peer gone"), "{e}");
+    when.saturating_duration_since(killed)
+}
+
+#[test]
+fn a_blocked_recv_learns_that_the_peer_died() {
+    let name = unique("die-recv");
+    let mut srv = Peer::spawn(&["chan-hold", &name]);
+    srv.expect("READY");
+    let c = ShmStream::connect_timeout(&name, STEP).unwrap();
+    srv.expect("ACCEPTED");
+    let d = time_to_notice(srv, move || c.recv().unwrap_err());
+    eprintln!("blocked recv noticed the peer's death after {d:?}");
+}
+
+#[test]
+fn a_blocked_send_learns_that_the_peer_died() {
+    let name = unique("die-send");
+    let l = ChannelOptions::new().capacity(4096).bind(&name).unwrap();
+    let mut cli = Peer::spawn(&["chan-connect-hold", &name]);
+    let s = l.accept_timeout(STEP).unwrap();
+    cli.expect("CONNECTED");
+    // Fill the ring: the peer never reads.
+    let chunk = vec![1u8; 1000];
+    while s.try_send(&chunk).is_ok() {}
+    let d = time_to_notice(cli, move || loop {
+        if let Err(e) = s.send(&chunk) {
+            return e;
+        }
+    });
+    eprintln!("blocked send noticed the peer's death after {d:?}");
+}
+
+#[test]
+fn timeouts_and_try_calls_lose_nothing() {
+    let name = unique("try");
+    let l = ChannelOptions::new().capacity(4096).bind(&name).unwrap();
+    let c = std::thread::spawn({
+        let name = name.clone();
+        move || ShmStream::connect_timeout(&name, STEP).unwrap()
+    });
+    let s = l.accept_timeout(STEP).unwrap();
+    let c = c.join().unwrap();
+
+    assert_eq!(
+        s.try_recv().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    let t = Instant::now();
+    assert_eq!(
+        s.recv_timeout(Duration::from_millis(120))
+            .unwrap_err()
+            .kind(),
+        std::io::ErrorKind::TimedOut
+    );
+    assert!(t.elapsed() >= Duration::from_millis(110));
+
+    // Fill the ring from the client without anyone reading.
+    let mut sent = 0u64;
+    while c.try_send(&payload(sent, 500)).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0);
+    assert_eq!(
+        c.try_send(&[1]).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    assert_eq!(
+        c.send_timeout(&[1], Duration::from_millis(50))
+            .unwrap_err()
+            .kind(),
+        std::io::ErrorKind::TimedOut
+    );
+    // Everything accepted arrives, in order; refused sends left no trace.
+    for seq in 0..sent {
+        assert_eq!(s.try_recv().unwrap().unwrap(), payload(seq, 500));
+    }
+    assert_eq!(
+        s.try_recv().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+
+    // A large message interrupted by a timeout on the receiving side resumes.
+    let big = payload(9, 20_000);
+    let sender = std::thread::spawn(move || {
+        c.send(&big).unwrap();
+        c
+    });
+    let mut got = None;
+    for _ in 0..10_000 {
+        match s.recv_timeout(Duration::from_millis(1)) {
+            Ok(m) => {
+                got = m;
+                break;
+            }
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut),
+        }
+    }
+    let c = sender.join().unwrap();
+    assert_eq!(got.expect("never arrived"), payload(9, 20_000));
+    drop(c);
+    assert_eq!(s.recv().unwrap(), None);
+}
+
+#[test]
+fn many_clients_each_get_their_own_rings() {
+    let (_srv, name) = echo(16384);
+    let clients: Vec<ShmStream> = (0..48).map(|_| connect(&name)).collect();
+    for round in 0..20u64 {
+        for (i, c) in clients.iter().enumerate() {
+            c.send(&payload(round * 100 + i as u64, 200 + i)).unwrap();
+        }
+        for (i, c) in clients.iter().enumerate() {
+            assert_eq!(
+                c.recv().unwrap().unwrap(),
+                payload(round * 100 + i as u64, 200 + i)
+            );
+        }
+    }
+}
+
+#[test]
+fn limits_are_learned_in_the_handshake() {
+    let name = unique("limits");
+    let l = ChannelOptions::new()
+        .max_message_size(1000)
+        .bind(&name)
+        .unwrap();
+    let c = std::thread::spawn({
+        let name = name.clone();
+        move || ShmStream::connect_timeout(&name, STEP).unwrap()
+    });
+    let s = l.accept_timeout(STEP).unwrap();
+    let c = c.join().unwrap();
+    assert_eq!(c.peer_max_message(), 1000);
+    assert_eq!(s.peer_max_message(), 16 << 20);
+    c.send(&[0; 1000]).unwrap();
+    let e = c.send(&[0; 1001]).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("1000 bytes"), "{e}");
+    assert_eq!(s.recv().unwrap().unwrap().len(), 1000);
+    assert_eq!(c.peer_pid().unwrap(), std::process::id());
+}
+
+#[test]
+fn a_plain_pipe_server_is_not_mistaken_for_a_channel() {
+    let name = unique("notchan");
+    let mut srv = Peer::spawn(&["echo", &name, "message", "255", "1000000"]);
+    srv.expect("READY");
+    let e = ShmStream::connect_timeout(&name, STEP).unwrap_err();
+    assert!(e.to_string().contains("handshake"), "{e}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_channel_burns_no_cpu() {
+    let (srv, name) = echo(65536);
+    let c = connect(&name);
+    c.send(b"wake up").unwrap();
+    c.recv().unwrap();
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu(srv.pid());
+    // Idle for a while: the server's thread is blocked in recv.
+    assert!(c.recv_timeout(Duration::from_millis(500)).is_err());
+    let used = cpu(srv.pid()) - before;
+    // Clock ticks (normally 1/100 s): a spinning thread would use ~50.
+    assert!(
+        used <= 5,
+        "an idle echo server used {used} ticks of CPU in 0.5 s"
+    );
+}
