@@ -365,3 +365,33 @@ fn an_idle_channel_burns_no_cpu() {
         "an idle echo server used {used} ticks of CPU in 0.5 s"
     );
 }
+
+#[test]
+fn split_halves_work_from_their_own_threads() {
+    let (_srv, name) = echo(8192);
+    let (mut tx, mut rx) = connect(&name).split();
+    rx.set_read_timeout(Some(STEP)).unwrap();
+    let n: u64 = if is_wine() { 20_000 } else { 300_000 };
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        for seq in 0..n {
+            rx.recv_into(&mut buf).unwrap().expect("server closed");
+            assert!(
+                buf == payload(seq, (seq % 2000) as usize),
+                "echo {seq} differs"
+            );
+        }
+        // Zero copy on the receiving half too.
+        assert_eq!(rx.recv_with(|m| m.to_vec()).unwrap().unwrap(), b"last");
+        rx
+    });
+    for seq in 0..n {
+        tx.send(&payload(seq, (seq % 2000) as usize)).unwrap();
+    }
+    tx.send_with(4, |b| b.copy_from_slice(b"last")).unwrap();
+    let mut rx = reader.join().unwrap();
+    // Dropping the sender closes our direction: the echo server sees the end
+    // and closes its own, which the receiver reads as the end.
+    drop(tx);
+    assert_eq!(rx.recv().unwrap(), None);
+}

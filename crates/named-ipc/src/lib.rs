@@ -41,4 +41,50 @@ pub mod sync;
 mod sys;
 
 pub use error::{downcast_io, Error, ErrorKind, Result};
+
+/// Raw primitives for the baselines of `nipc bench` (feature `bench-support`).
+/// Not part of the API: no stability promise.
+#[cfg(feature = "bench-support")]
+#[doc(hidden)]
+pub mod bench_support {
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    /// Whether this OS has a cross-process wait on a shared word (a futex).
+    pub const HAS_FUTEX: bool = cfg!(unix);
+
+    /// Sleeps while `*word == expected` (futex wait), at most `timeout`. A
+    /// 1 ms sleep where there is no futex.
+    pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        crate::sys::bench_wait(word, expected, timeout)
+    }
+
+    /// Wakes every sleeper on `word`.
+    pub fn futex_wake(word: &AtomicU32) {
+        crate::sys::bench_wake(word)
+    }
+}
 pub use pipe::Security;
+
+/// Entry points for the fuzz targets (feature `fuzzing`): each feeds bytes
+/// another process could control to a parser. Not part of the API.
+#[cfg(all(feature = "fuzzing", not(loom)))]
+#[doc(hidden)]
+pub mod fuzz_support {
+    /// The channel's handshake message and segment header.
+    pub fn channel_header(data: &[u8]) {
+        crate::channel::fuzz_header(data)
+    }
+
+    /// A ring consumer over arbitrary ring bytes: the first 16 bytes give the
+    /// producer's position and a capacity choice, the rest is the data area.
+    pub fn ring_reader(data: &[u8]) {
+        crate::channel::fuzz_ring(data)
+    }
+
+    /// Owner records and the Unix sync-object header.
+    pub fn records(data: &[u8]) {
+        crate::shm::registry::fuzz(data);
+        crate::sync::header::fuzz(data);
+    }
+}

@@ -22,6 +22,12 @@ pub enum Command {
     Shm(ShmCommand),
     /// Runs the spec's scenarios with two real processes and shows who did what.
     Demo,
+    /// Two-process benchmarks: the shared-memory channel and the pipe against
+    /// raw baselines measured in the same run.
+    Bench(BenchArgs),
+    /// Internal: the benchmark's second process.
+    #[command(name = "__bench-peer", hide = true)]
+    BenchPeer(BenchPeerArgs),
     /// Internal: the demo's process B.
     #[command(name = "__demo-peer", hide = true)]
     DemoPeer(DemoPeerArgs),
@@ -207,6 +213,49 @@ pub struct HoldArg {
     /// a mapping with its last handle).
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub hold: f64,
+}
+
+/// Which benchmarks to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// The pipe and its baseline (a raw Unix socket).
+    Pipe,
+    /// The shared-memory channel and its baselines (raw spin, raw futex, raw
+    /// ring, memcpy).
+    Shm,
+    /// Both.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value_t = Suite::All)]
+    pub suite: Suite,
+    /// Message sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,4096,65536,1048576")]
+    pub sizes: Vec<usize>,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write an SVG chart of round-trip medians to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
+    /// Seconds per measurement.
+    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
+    pub duration: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPeerArgs {
+    /// What to do.
+    pub role: String,
+    /// The object to attach to (name, token or path).
+    pub target: String,
+    /// Message size.
+    pub size: usize,
+    /// Role-specific extra argument.
+    pub extra: Option<String>,
 }
 
 #[derive(Debug, Args)]

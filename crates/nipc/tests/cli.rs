@@ -339,3 +339,84 @@ fn shm_ls_shows_owner_and_size() {
         assert_eq!(run(&["shm", "read", &name]).0, 1);
     }
 }
+
+#[test]
+fn bench_json_lines_follow_the_documented_shape() {
+    let svg = std::env::temp_dir().join(format!("{}.svg", unique("bench")));
+    let (code, out, err) = run(&[
+        "bench",
+        "all",
+        "--sizes",
+        "64",
+        "--duration",
+        "0.05",
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let allowed = [
+        "shm-spin",
+        "shm-blocking",
+        "pipe",
+        "raw-spin",
+        "raw-futex",
+        "raw-uds",
+        "raw-ring",
+        "memcpy",
+    ];
+    let mut seen = Vec::new();
+    for line in &out {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        let field = |k: &str| -> String {
+            let at = line
+                .find(&format!("\"{k}\": "))
+                .unwrap_or_else(|| panic!("no {k} in {line}"));
+            let rest = &line[at + k.len() + 4..];
+            rest[..rest.find([',', '}']).unwrap()]
+                .trim()
+                .trim_matches('"')
+                .to_owned()
+        };
+        let test = field("test");
+        let transport = field("transport");
+        assert!(test == "rtt" || test == "throughput", "{line}");
+        assert!(allowed.contains(&transport.as_str()), "{line}");
+        assert_eq!(field("size"), "64");
+        let num = |k: &str| field(k) == "null" || field(k).parse::<f64>().is_ok_and(|v| v > 0.0);
+        for k in ["median_ns", "p99_ns", "msgs_per_s", "bytes_per_s"] {
+            assert!(num(k), "{k} in {line}");
+        }
+        if test == "rtt" {
+            assert!(
+                field("median_ns") != "null" && field("msgs_per_s") == "null",
+                "{line}"
+            );
+        } else {
+            assert!(
+                field("median_ns") == "null" && field("bytes_per_s") != "null",
+                "{line}"
+            );
+        }
+        seen.push(format!("{test}/{transport}"));
+    }
+    for want in [
+        "rtt/shm-spin",
+        "rtt/shm-blocking",
+        "rtt/pipe",
+        "rtt/raw-spin",
+        "rtt/raw-futex",
+        "throughput/shm-spin",
+        "throughput/raw-ring",
+        "throughput/memcpy",
+    ] {
+        assert!(seen.iter().any(|s| s == want), "missing {want} in {seen:?}");
+    }
+    assert_eq!(seen.iter().any(|s| s == "rtt/raw-uds"), cfg!(unix));
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("shm-spin"),
+        "{chart}"
+    );
+    let _ = std::fs::remove_file(&svg);
+}

@@ -1,6 +1,6 @@
 //! A message channel over shared memory: the fast path for when a pipe's
 //! kernel round trip per message is too slow. Same message API as
-//! [`PipeStream`](crate::pipe::PipeStream).
+//! [`PipeStream`].
 //!
 //! A server binds a name ([`ShmListener::bind`]); clients connect
 //! ([`ShmStream::connect`]). The rendezvous is a named pipe; each connection then
@@ -14,6 +14,9 @@
 //!   pieces and reassembled.
 //! - Zero copy: [`send_with`](ShmStream::send_with) writes a message straight
 //!   into the ring, [`recv_with`](ShmStream::recv_with) reads it in place.
+//! - [`ShmStream`] takes `&self` everywhere (a lock serialises each
+//!   direction); [`ShmStream::split`] gives an owned [`ShmSender`] and
+//!   [`ShmReceiver`] that take no lock at all — the fastest path.
 //! - Waiting spins for a configurable budget ([`ChannelOptions::spin`]), then
 //!   sleeps (futex on Linux, `__ulock` on macOS, events on Windows): an idle
 //!   channel burns no CPU.
@@ -53,7 +56,7 @@ mod ring;
 
 use std::fmt;
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use self::header::{Hello, Layout, MAX_CAPACITY, MIN_CAPACITY};
@@ -255,6 +258,21 @@ impl Memory for Raw {
 }
 
 impl Raw {
+    /// Appends `len` bytes from `offset` to `out`, copying straight into its
+    /// spare capacity (no zero-filling first).
+    fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        assert!(offset <= self.len && len <= self.len - offset);
+        out.reserve(len);
+        let at = out.len();
+        // SAFETY: the source is in bounds (checked above) of a live mapping;
+        // the destination is spare capacity of `out`, reserved just above,
+        // which the copy initialises before `set_len` exposes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr().add(at), len);
+            out.set_len(at + len);
+        }
+    }
+
     /// `len` bytes at `offset` as a slice.
     ///
     /// # Safety
@@ -276,24 +294,265 @@ impl Raw {
 /// Which bells a side sleeps on and rings.
 #[derive(Debug, Clone, Copy)]
 struct Bells {
-    /// Index of the bell our receiver sleeps on (data of our rx ring).
+    /// The bell our receiver sleeps on (data of our rx ring).
     rx_data: usize,
-    /// Index of the bell we ring after freeing rx space.
+    /// The bell we ring after freeing rx space.
     rx_space: usize,
-    /// Index of the bell we ring after publishing tx data.
+    /// The bell we ring after publishing tx data.
     tx_data: usize,
-    /// Index of the bell our sender sleeps on (space of our tx ring).
+    /// The bell our sender sleeps on (space of our tx ring).
     tx_space: usize,
 }
 
+/// What both directions of one channel end share. Dropped last: the rings
+/// point into `_map`, and `pipe` is how the peer notices us leave.
+struct Inner {
+    signals: sys::channel::Signals,
+    bells: Bells,
+    spin: Duration,
+    /// The most the peer accepts.
+    peer_max: u32,
+    max_message: u32,
+    name: String,
+    pipe: PipeStream,
+    _map: sys::shm::Mapping,
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn peer_gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "peer gone: the other process ended without closing the channel",
+    )
+}
+
+impl Inner {
+    /// Runs `attempt` until it yields, spinning first and then sleeping on
+    /// `bell`, watching the peer and the deadline.
+    fn wait_on<T>(
+        &self,
+        wait: Wait,
+        bell: &Bell,
+        bell_index: usize,
+        mut attempt: impl FnMut() -> io::Result<Option<T>>,
+    ) -> io::Result<T> {
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        if wait == Wait::Never {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if !self.spin.is_zero() {
+            let start = Instant::now();
+            let mut i = 0u32;
+            loop {
+                atomic::spin_hint();
+                if let Some(v) = attempt()? {
+                    return Ok(v);
+                }
+                i = i.wrapping_add(1);
+                if i.is_multiple_of(128) {
+                    let spun = start.elapsed();
+                    if spun >= self.spin || wait.remaining().is_some_and(|l| l.is_zero()) {
+                        break;
+                    }
+                    if spun >= PEER_CHECK && self.signals.peer_gone() {
+                        return Err(peer_gone());
+                    }
+                }
+            }
+        }
+        loop {
+            let mut found = None;
+            let seen = prepare_sleep(bell, || match attempt() {
+                Ok(None) => false,
+                other => {
+                    found = Some(other);
+                    true
+                }
+            });
+            if let Some(r) = found {
+                if let Some(v) = r? {
+                    return Ok(v);
+                }
+            }
+            let Some(seen) = seen else { continue };
+            let slice = match wait.remaining() {
+                None => PEER_CHECK,
+                Some(left) => left.min(PEER_CHECK),
+            };
+            if slice.is_zero() {
+                bell.done();
+                return Err(wait.expired_error());
+            }
+            self.signals.wait(bell_index, &bell.seq, seen, slice);
+            bell.done();
+            if let Some(v) = attempt()? {
+                return Ok(v);
+            }
+            if self.signals.peer_gone() {
+                // One last look: what it published before dying is still ours.
+                if let Some(v) = attempt()? {
+                    return Ok(v);
+                }
+                return Err(peer_gone());
+            }
+        }
+    }
+
+    fn ring(&self, bell: &Bell, index: usize) {
+        bell.bump();
+        self.signals.ring(index, &bell.seq);
+    }
+
+    fn check_len(&self, len: usize) -> io::Result<()> {
+        if len > self.peer_max as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a {len}-byte message is larger than the peer accepts ({} bytes) on channel {:?}",
+                    self.peer_max, self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The sending direction of a channel end.
 struct TxEnd {
     p: Producer<'static, Raw>,
     /// The unsent tail of a large message whose send ran out of time after its
     /// first piece went out.
     pending: Vec<u8>,
+    inner: Arc<Inner>,
 }
 
+impl Drop for TxEnd {
+    fn drop(&mut self) {
+        if self.p.close() {
+            self.inner
+                .ring(&self.p.control().data.0, self.inner.bells.tx_data);
+        }
+    }
+}
+
+impl TxEnd {
+    /// Pushes one record, waiting for room.
+    fn push(&mut self, chunk: &[u8], more: bool, wait: Wait) -> io::Result<()> {
+        let TxEnd { p, inner, .. } = self;
+        let bell = &p.control().space.0;
+        let wake = inner.wait_on(wait, bell, inner.bells.tx_space, || {
+            if p.peer_closed() {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the peer closed the channel",
+                ));
+            }
+            p.push(chunk, more).map_err(|c| invalid(c.0))
+        })?;
+        if wake {
+            inner.ring(&p.control().data.0, inner.bells.tx_data);
+        }
+        Ok(())
+    }
+
+    /// Sends what an earlier timed-out large send left.
+    fn drain(&mut self, wait: Wait) -> io::Result<()> {
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(self.p.max_chunk());
+            let more = n < self.pending.len();
+            let chunk = self.pending[..n].to_vec();
+            self.push(&chunk, more, wait)?;
+            self.pending.drain(..n);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, msg: &[u8], wait: Wait) -> io::Result<()> {
+        self.inner.check_len(msg.len())?;
+        if !self.pending.is_empty() {
+            self.drain(wait)?;
+        }
+        let max = self.p.max_chunk();
+        if msg.len() <= max {
+            return self.push(msg, false, wait);
+        }
+        let mut sent = 0;
+        while sent < msg.len() {
+            let n = (msg.len() - sent).min(max);
+            let more = sent + n < msg.len();
+            match self.push(&msg[sent..sent + n], more, wait) {
+                Ok(()) => sent += n,
+                Err(e)
+                    if sent > 0
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    // Part of the message is out: it is accepted, and the rest
+                    // goes before the next message (or on `flush`).
+                    self.pending.extend_from_slice(&msg[sent..]);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn send_with<R>(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> io::Result<R> {
+        self.inner.check_len(len)?;
+        if len > self.p.max_chunk() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "send_with can write at most {} bytes in place; use send for larger messages",
+                    self.p.max_chunk()
+                ),
+            ));
+        }
+        self.drain(wait)?;
+        let TxEnd { p, inner, .. } = self;
+        let bell = &p.control().space.0;
+        let r = inner.wait_on(wait, bell, inner.bells.tx_space, || {
+            if p.peer_closed() {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the peer closed the channel",
+                ));
+            }
+            p.reserve(len).map_err(|c| invalid(c.0))
+        })?;
+        // SAFETY: the reservation lies inside the ring (the producer computed
+        // it from validated positions), and the consumer does not read it
+        // before we commit.
+        let buf = unsafe { p.memory().slice_mut(r.offset, len) };
+        let out = fill(buf);
+        if p.commit(r, false) {
+            inner.ring(&p.control().data.0, inner.bells.tx_data);
+        }
+        Ok(out)
+    }
+}
+
+/// The receiving direction of a channel end.
 struct RxEnd {
+    st: RxState,
+    inner: Arc<Inner>,
+}
+
+/// What the receiving direction keeps between calls.
+struct RxState {
     c: Consumer<'static, Raw>,
     /// Bytes of a message whose receive was interrupted mid-way.
     stash: Vec<u8>,
@@ -303,48 +562,152 @@ struct RxEnd {
     scratch: Vec<u8>,
 }
 
-/// One end of a shared-memory channel. Every method takes `&self`; sends from
-/// several threads are serialised, as are receives.
-pub struct ShmStream {
-    tx: Mutex<TxEnd>,
-    rx: Mutex<RxEnd>,
-    signals: sys::channel::Signals,
-    bells: Bells,
-    spin: Duration,
-    /// The most the peer accepts.
-    peer_max: u32,
-    max_message: u32,
-    timing: Timing,
-    name: String,
-    // Declared last so they are dropped last: the rings point into `map`, and
-    // the pipe is how the peer notices us leave.
-    pipe: PipeStream,
-    _map: sys::shm::Mapping,
-}
-
-impl fmt::Debug for ShmStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShmStream")
-            .field("name", &self.name)
-            .field("max_message", &self.max_message)
-            .finish_non_exhaustive()
+impl Drop for RxEnd {
+    fn drop(&mut self) {
+        if self.st.c.close() {
+            self.inner
+                .ring(&self.st.c.control().space.0, self.inner.bells.rx_space);
+        }
     }
 }
 
-impl Drop for ShmStream {
-    fn drop(&mut self) {
-        let tx = self.tx.get_mut().unwrap_or_else(|p| p.into_inner());
-        if tx.p.close() {
-            let bell = &tx.p.control().data.0;
-            bell.bump();
-            self.signals.ring(self.bells.tx_data, &bell.seq);
+/// Outcome of one receive step.
+enum Step {
+    Message,
+    End,
+}
+
+impl RxState {
+    fn check_poison(&self) -> io::Result<()> {
+        match &self.poison {
+            Some((k, m)) => Err(io::Error::new(*k, m.clone())),
+            None => Ok(()),
         }
-        let rx = self.rx.get_mut().unwrap_or_else(|p| p.into_inner());
-        if rx.c.close() {
-            let bell = &rx.c.control().space.0;
-            bell.bump();
-            self.signals.ring(self.bells.rx_space, &bell.seq);
+    }
+
+    fn poison(&mut self, kind: io::ErrorKind, msg: String) -> io::Error {
+        self.poison = Some((kind, msg.clone()));
+        io::Error::new(kind, msg)
+    }
+
+    fn release(&mut self, inner: &Inner, r: Record) {
+        if self.c.release(r) {
+            inner.ring(&self.c.control().space.0, inner.bells.rx_space);
         }
+    }
+
+    fn too_big(&mut self, inner: &Inner) -> io::Error {
+        let msg = format!(
+            "incoming message on channel {:?} exceeds the limit of {} bytes",
+            inner.name, inner.max_message
+        );
+        self.poison(io::ErrorKind::InvalidData, msg)
+    }
+
+    /// The next record, seeing a close through: `Some(None)` is the end.
+    fn next_record(&mut self, inner: &Inner) -> io::Result<Option<Option<Record>>> {
+        match self.c.peek() {
+            Ok(Some(r)) => Ok(Some(Some(r))),
+            Ok(None) if !self.c.peer_closed() => {
+                // Caught up: before anyone waits, the producer sees it all.
+                if self.c.publish() {
+                    inner.ring(&self.c.control().space.0, inner.bells.rx_space);
+                }
+                Ok(None)
+            }
+            // Closed: whatever it published before closing is visible now.
+            Ok(None) => match self.c.peek() {
+                Ok(Some(r)) => Ok(Some(Some(r))),
+                Ok(None) if self.mid => {
+                    let msg = format!(
+                        "the peer closed channel {:?} in the middle of a message",
+                        inner.name
+                    );
+                    Err(self.poison(io::ErrorKind::UnexpectedEof, msg))
+                }
+                Ok(None) => Ok(Some(None)),
+                Err(c) => Err(self.poison(io::ErrorKind::InvalidData, c.0)),
+            },
+            Err(c) => Err(self.poison(io::ErrorKind::InvalidData, c.0)),
+        }
+    }
+
+    /// Receives into `out` what has arrived; `None`: nothing yet.
+    fn step(&mut self, inner: &Inner, out: &mut Vec<u8>) -> io::Result<Option<Step>> {
+        loop {
+            let r = match self.next_record(inner)? {
+                None => return Ok(None),
+                Some(None) => return Ok(Some(Step::End)),
+                Some(Some(r)) => r,
+            };
+            if out.len() + r.len > inner.max_message as usize {
+                return Err(self.too_big(inner));
+            }
+            self.c.memory().append_to(r.offset, r.len, out);
+            self.release(inner, r);
+            self.mid = r.more;
+            if !r.more {
+                return Ok(Some(Step::Message));
+            }
+        }
+    }
+}
+
+impl RxEnd {
+    fn recv(&mut self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
+        let RxEnd { st, inner } = self;
+        st.check_poison()?;
+        out.clear();
+        if !st.stash.is_empty() {
+            std::mem::swap(out, &mut st.stash);
+        }
+        let bell = &st.c.control().data.0;
+        let r = inner.wait_on(wait, bell, inner.bells.rx_data, || st.step(inner, out));
+        match r {
+            Ok(Step::Message) => Ok(Some(out.len())),
+            Ok(Step::End) => Ok(None),
+            Err(e) => {
+                if st.mid && st.poison.is_none() {
+                    // Keep the part that arrived for the next call.
+                    std::mem::swap(out, &mut st.stash);
+                    out.clear();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn recv_with<R>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
+        {
+            let RxEnd { st, inner } = self;
+            st.check_poison()?;
+            if st.stash.is_empty() && !st.mid {
+                let bell = &st.c.control().data.0;
+                let first =
+                    inner.wait_on(wait, bell, inner.bells.rx_data, || st.next_record(inner))?;
+                let Some(r) = first else { return Ok(None) };
+                if !r.more {
+                    if r.len > inner.max_message as usize {
+                        return Err(st.too_big(inner));
+                    }
+                    // SAFETY: the record was validated to lie inside the ring,
+                    // and the producer does not reuse it until we release it.
+                    let bytes = unsafe { st.c.memory().slice(r.offset, r.len) };
+                    let out = f(bytes);
+                    st.release(inner, r);
+                    return Ok(Some(out));
+                }
+            }
+        }
+        let mut scratch = std::mem::take(&mut self.st.scratch);
+        let got = self.recv(&mut scratch, wait);
+        let out = match got {
+            Ok(Some(_)) => Ok(Some(f(&scratch))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.st.scratch = scratch;
+        out
     }
 }
 
@@ -352,8 +715,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+/// One end of a shared-memory channel. Every method takes `&self`: sends from
+/// several threads are serialised by a lock, as are receives. For the fastest
+/// path, [`split`](Self::split) it into lock-free halves.
+pub struct ShmStream {
+    tx: Mutex<TxEnd>,
+    rx: Mutex<RxEnd>,
+    timing: Timing,
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ShmStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmStream")
+            .field("name", &self.inner.name)
+            .field("max_message", &self.inner.max_message)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ShmStream {
@@ -473,8 +851,8 @@ impl ShmStream {
             // SAFETY: the layout was validated against the mapping's length; the
             // control block is 64-aligned (page-aligned mapping + 64-aligned
             // offset) and made of atomics, valid for any bit pattern. The
-            // mapping outlives the 'static borrow because the ShmStream owns it
-            // and drops it after the ends that hold these references.
+            // mapping lives in `Inner`, which every holder of these references
+            // (TxEnd, RxEnd) keeps alive through an Arc declared after them.
             unsafe { &*(base.add(layout.rings[i]) as *const Control) }
         };
         let data = |i: usize| Raw {
@@ -482,39 +860,70 @@ impl ShmStream {
             ptr: unsafe { base.add(layout.data(i)) },
             len: layout.capacity,
         };
-        let name = pipe.name().to_owned();
-        Ok(ShmStream {
-            tx: Mutex::new(TxEnd {
-                p: Producer::new(control(tx_ring), data(tx_ring)),
-                pending: Vec::new(),
-            }),
-            rx: Mutex::new(RxEnd {
-                c: Consumer::new(control(rx_ring), data(rx_ring)),
-                stash: Vec::new(),
-                mid: false,
-                poison: None,
-                scratch: Vec::new(),
-            }),
+        let inner = Arc::new(Inner {
             signals,
             bells,
             spin: opts.spin,
             peer_max,
             max_message: opts.max_message,
-            timing: Timing::new(false),
-            name,
+            name: pipe.name().to_owned(),
             pipe,
             _map: map,
+        });
+        Ok(ShmStream {
+            tx: Mutex::new(TxEnd {
+                p: Producer::new(control(tx_ring), data(tx_ring)),
+                pending: Vec::new(),
+                inner: Arc::clone(&inner),
+            }),
+            rx: Mutex::new(RxEnd {
+                st: RxState {
+                    c: Consumer::new(control(rx_ring), data(rx_ring)),
+                    stash: Vec::new(),
+                    mid: false,
+                    poison: None,
+                    scratch: Vec::new(),
+                },
+                inner: Arc::clone(&inner),
+            }),
+            timing: Timing::new(false),
+            inner,
         })
+    }
+
+    /// Splits into an owned sending half and an owned receiving half, each
+    /// usable from its own thread without any lock: the fastest way to use a
+    /// channel. Timeouts and nonblocking mode carry over.
+    pub fn split(self) -> (ShmSender, ShmReceiver) {
+        let tx = self.tx.into_inner().unwrap_or_else(|p| p.into_inner());
+        let rx = self.rx.into_inner().unwrap_or_else(|p| p.into_inner());
+        let t = |r: Option<Duration>, w: Option<Duration>| {
+            let timing = Timing::new(self.timing.is_nonblocking());
+            let _ = timing.set_read(r);
+            let _ = timing.set_write(w);
+            timing
+        };
+        let (r, w) = (self.timing.read_timeout(), self.timing.write_timeout());
+        (
+            ShmSender {
+                tx,
+                timing: t(r, w),
+            },
+            ShmReceiver {
+                rx,
+                timing: t(r, w),
+            },
+        )
     }
 
     /// The name the channel was bound or connected with.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     /// The largest message the peer accepts.
     pub fn peer_max_message(&self) -> u32 {
-        self.peer_max
+        self.inner.peer_max
     }
 
     /// Bytes a single [`send_with`](Self::send_with) can write in place.
@@ -527,7 +936,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`PipeStream::peer_pid`].
     pub fn peer_pid(&self) -> io::Result<u32> {
-        self.pipe.peer_pid()
+        self.inner.pipe.peer_pid()
     }
 
     /// The user the peer runs as.
@@ -535,7 +944,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`PipeStream::peer_user`].
     pub fn peer_user(&self) -> io::Result<UserId> {
-        self.pipe.peer_user()
+        self.inner.pipe.peer_user()
     }
 
     /// Sets how long `recv` may wait (`None`: forever).
@@ -569,165 +978,6 @@ impl ShmStream {
         self.timing.set_nonblocking(nonblocking);
     }
 
-    fn peer_gone() -> io::Error {
-        io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "peer gone: the other process ended without closing the channel",
-        )
-    }
-
-    /// Runs `attempt` until it yields, spinning first and then sleeping on
-    /// `bell`, watching the peer and the deadline.
-    fn wait_on<T>(
-        &self,
-        wait: Wait,
-        bell: &Bell,
-        bell_index: usize,
-        mut attempt: impl FnMut() -> io::Result<Option<T>>,
-    ) -> io::Result<T> {
-        if let Some(v) = attempt()? {
-            return Ok(v);
-        }
-        if wait == Wait::Never {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        if !self.spin.is_zero() {
-            let start = Instant::now();
-            let mut i = 0u32;
-            loop {
-                atomic::spin_hint();
-                if let Some(v) = attempt()? {
-                    return Ok(v);
-                }
-                i = i.wrapping_add(1);
-                if i.is_multiple_of(128) {
-                    let spun = start.elapsed();
-                    if spun >= self.spin || wait.remaining().is_some_and(|l| l.is_zero()) {
-                        break;
-                    }
-                    if spun >= PEER_CHECK && self.signals.peer_gone() {
-                        return Err(ShmStream::peer_gone());
-                    }
-                }
-            }
-        }
-        loop {
-            let mut found = None;
-            let seen = prepare_sleep(bell, || match attempt() {
-                Ok(None) => false,
-                other => {
-                    found = Some(other);
-                    true
-                }
-            });
-            if let Some(r) = found {
-                if let Some(v) = r? {
-                    return Ok(v);
-                }
-            }
-            let Some(seen) = seen else { continue };
-            let slice = match wait.remaining() {
-                None => PEER_CHECK,
-                Some(left) => left.min(PEER_CHECK),
-            };
-            if slice.is_zero() {
-                bell.done();
-                return Err(wait.expired_error());
-            }
-            self.signals.wait(bell_index, &bell.seq, seen, slice);
-            bell.done();
-            if let Some(v) = attempt()? {
-                return Ok(v);
-            }
-            if self.signals.peer_gone() {
-                // One last look: what it published before dying is still ours.
-                if let Some(v) = attempt()? {
-                    return Ok(v);
-                }
-                return Err(ShmStream::peer_gone());
-            }
-        }
-    }
-
-    // ------------------------------------------------------------------ send --
-
-    fn check_len(&self, len: usize) -> io::Result<()> {
-        if len > self.peer_max as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a {len}-byte message is larger than the peer accepts ({} bytes) on channel {:?}",
-                    self.peer_max, self.name
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Pushes one record, waiting for room.
-    fn push(&self, tx: &mut TxEnd, chunk: &[u8], more: bool, wait: Wait) -> io::Result<()> {
-        let bell = &tx.p.control().space.0;
-        let ring_wake = self.wait_on(wait, bell, self.bells.tx_space, || {
-            if tx.p.peer_closed() {
-                return Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the peer closed the channel",
-                ));
-            }
-            tx.p.push(chunk, more).map_err(|c| invalid(c.0))
-        })?;
-        if ring_wake {
-            let bell = &tx.p.control().data.0;
-            bell.bump();
-            self.signals.ring(self.bells.tx_data, &bell.seq);
-        }
-        Ok(())
-    }
-
-    /// Sends what an earlier timed-out large send left.
-    fn drain(&self, tx: &mut TxEnd, wait: Wait) -> io::Result<()> {
-        while !tx.pending.is_empty() {
-            let n = tx.pending.len().min(tx.p.max_chunk());
-            let more = n < tx.pending.len();
-            let chunk = tx.pending[..n].to_vec();
-            self.push(tx, &chunk, more, wait)?;
-            tx.pending.drain(..n);
-        }
-        Ok(())
-    }
-
-    fn send_wait(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
-        self.check_len(msg.len())?;
-        let mut tx = lock(&self.tx);
-        self.drain(&mut tx, wait)?;
-        let max = tx.p.max_chunk();
-        if msg.len() <= max {
-            return self.push(&mut tx, msg, false, wait);
-        }
-        let mut sent = 0;
-        while sent < msg.len() {
-            let n = (msg.len() - sent).min(max);
-            let more = sent + n < msg.len();
-            match self.push(&mut tx, &msg[sent..sent + n], more, wait) {
-                Ok(()) => sent += n,
-                Err(e)
-                    if sent > 0
-                        && matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                {
-                    // Part of the message is out: it is accepted, and the rest
-                    // goes before the next message (or on `flush`).
-                    tx.pending.extend_from_slice(&msg[sent..]);
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     /// Sends `msg` as one message (0 bytes up to the peer's maximum).
     ///
     /// # Errors
@@ -736,7 +986,7 @@ impl ShmStream {
     /// after the write timeout (nothing was sent); `InvalidData` if the peer
     /// corrupted the ring.
     pub fn send(&self, msg: &[u8]) -> io::Result<()> {
-        self.send_wait(msg, self.timing.write_wait())
+        lock(&self.tx).send(msg, self.timing.write_wait())
     }
 
     /// Sends without waiting: `WouldBlock` if the ring has no room now.
@@ -744,7 +994,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn try_send(&self, msg: &[u8]) -> io::Result<()> {
-        self.send_wait(msg, Wait::Never)
+        lock(&self.tx).send(msg, Wait::Never)
     }
 
     /// Sends, waiting at most `timeout` for room.
@@ -752,7 +1002,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> io::Result<()> {
-        self.send_wait(msg, Wait::timeout(Some(timeout)))
+        lock(&self.tx).send(msg, Wait::timeout(Some(timeout)))
     }
 
     /// Writes a `len`-byte message directly into the ring: `fill` gets the
@@ -763,40 +1013,7 @@ impl ShmStream {
     /// `InvalidInput` for `len` over `max_in_place` or the peer's maximum;
     /// otherwise as for [`send`](Self::send).
     pub fn send_with<R>(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> io::Result<R> {
-        self.check_len(len)?;
-        let wait = self.timing.write_wait();
-        let mut tx = lock(&self.tx);
-        if len > tx.p.max_chunk() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "send_with can write at most {} bytes in place; use send for larger messages",
-                    tx.p.max_chunk()
-                ),
-            ));
-        }
-        self.drain(&mut tx, wait)?;
-        let bell = &tx.p.control().space.0;
-        let r = self.wait_on(wait, bell, self.bells.tx_space, || {
-            if tx.p.peer_closed() {
-                return Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the peer closed the channel",
-                ));
-            }
-            tx.p.reserve(len).map_err(|c| invalid(c.0))
-        })?;
-        // SAFETY: the reservation lies inside the ring (the producer computed
-        // it from validated positions), and the consumer does not read it
-        // before we commit.
-        let buf = unsafe { tx.p.memory().slice_mut(r.offset, len) };
-        let out = fill(buf);
-        if tx.p.commit(r, false) {
-            let bell = &tx.p.control().data.0;
-            bell.bump();
-            self.signals.ring(self.bells.tx_data, &bell.seq);
-        }
-        Ok(out)
+        lock(&self.tx).send_with(len, self.timing.write_wait(), fill)
     }
 
     /// Sends anything an earlier timed-out large `send` left behind.
@@ -804,98 +1021,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn flush(&self) -> io::Result<()> {
-        let mut tx = lock(&self.tx);
-        self.drain(&mut tx, self.timing.write_wait())
-    }
-
-    // ------------------------------------------------------------------ recv --
-
-    fn check_poison(rx: &RxEnd) -> io::Result<()> {
-        match &rx.poison {
-            Some((k, m)) => Err(io::Error::new(*k, m.clone())),
-            None => Ok(()),
-        }
-    }
-
-    fn poison(rx: &mut RxEnd, kind: io::ErrorKind, msg: String) -> io::Error {
-        rx.poison = Some((kind, msg.clone()));
-        io::Error::new(kind, msg)
-    }
-
-    fn release(&self, rx: &mut RxEnd, r: Record) {
-        if rx.c.release(r) {
-            let bell = &rx.c.control().space.0;
-            bell.bump();
-            self.signals.ring(self.bells.rx_space, &bell.seq);
-        }
-    }
-
-    /// One step of receiving into `out`: `Some(true)` message complete,
-    /// `Some(false)` clean end, `None` nothing yet.
-    fn step(&self, rx: &mut RxEnd, out: &mut Vec<u8>) -> io::Result<Option<bool>> {
-        loop {
-            let r = match rx.c.peek() {
-                Ok(r) => r,
-                Err(c) => return Err(ShmStream::poison(rx, io::ErrorKind::InvalidData, c.0)),
-            };
-            let Some(r) = r else {
-                if !rx.c.peer_closed() {
-                    return Ok(None);
-                }
-                // Closed: whatever it published before closing is visible now.
-                match rx.c.peek() {
-                    Ok(Some(_)) => continue,
-                    Ok(None) if rx.mid => {
-                        let msg = format!(
-                            "the peer closed channel {:?} in the middle of a message",
-                            self.name
-                        );
-                        return Err(ShmStream::poison(rx, io::ErrorKind::UnexpectedEof, msg));
-                    }
-                    Ok(None) => return Ok(Some(false)),
-                    Err(c) => return Err(ShmStream::poison(rx, io::ErrorKind::InvalidData, c.0)),
-                }
-            };
-            if out.len() + r.len > self.max_message as usize {
-                let msg = format!(
-                    "incoming message on channel {:?} exceeds the limit of {} bytes",
-                    self.name, self.max_message
-                );
-                return Err(ShmStream::poison(rx, io::ErrorKind::InvalidData, msg));
-            }
-            let at = out.len();
-            out.resize(at + r.len, 0);
-            rx.c.read(&r, &mut out[at..]);
-            self.release(rx, r);
-            rx.mid = r.more;
-            if !r.more {
-                return Ok(Some(true));
-            }
-        }
-    }
-
-    fn recv_wait(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
-        let mut rx = lock(&self.rx);
-        ShmStream::check_poison(&rx)?;
-        out.clear();
-        if !rx.stash.is_empty() {
-            std::mem::swap(out, &mut rx.stash);
-        }
-        let bell = &rx.c.control().data.0;
-        let rx = &mut *rx;
-        let r = self.wait_on(wait, bell, self.bells.rx_data, || self.step(rx, out));
-        match r {
-            Ok(true) => Ok(Some(out.len())),
-            Ok(false) => Ok(None),
-            Err(e) => {
-                if rx.mid && rx.poison.is_none() {
-                    // Keep the part that arrived for the next call.
-                    std::mem::swap(out, &mut rx.stash);
-                    out.clear();
-                }
-                Err(e)
-            }
-        }
+        lock(&self.tx).drain(self.timing.write_wait())
     }
 
     /// Receives one whole message; `Ok(None)` when the peer closed the channel.
@@ -915,7 +1041,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn recv_into(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.recv_wait(buf, self.timing.read_wait())
+        lock(&self.rx).recv(buf, self.timing.read_wait())
     }
 
     /// Receives without waiting: `WouldBlock` if no whole message is there.
@@ -924,7 +1050,7 @@ impl ShmStream {
     /// As for [`recv`](Self::recv).
     pub fn try_recv(&self) -> io::Result<Option<Vec<u8>>> {
         let mut v = Vec::new();
-        Ok(self.recv_wait(&mut v, Wait::Never)?.map(|_| v))
+        Ok(lock(&self.rx).recv(&mut v, Wait::Never)?.map(|_| v))
     }
 
     /// Receives, waiting at most `timeout`.
@@ -933,8 +1059,8 @@ impl ShmStream {
     /// As for [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
         let mut v = Vec::new();
-        Ok(self
-            .recv_wait(&mut v, Wait::timeout(Some(timeout)))?
+        Ok(lock(&self.rx)
+            .recv(&mut v, Wait::timeout(Some(timeout)))?
             .map(|_| v))
     }
 
@@ -950,48 +1076,204 @@ impl ShmStream {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn recv_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
-        let wait = self.timing.read_wait();
-        let mut rx = lock(&self.rx);
-        ShmStream::check_poison(&rx)?;
-        if rx.stash.is_empty() && !rx.mid {
-            let bell = &rx.c.control().data.0;
-            let rxm = &mut *rx;
-            let first = self.wait_on(wait, bell, self.bells.rx_data, || match rxm.c.peek() {
-                Err(c) => Err(ShmStream::poison(rxm, io::ErrorKind::InvalidData, c.0)),
-                Ok(Some(r)) => Ok(Some(Some(r))),
-                Ok(None) if rxm.c.peer_closed() => match rxm.c.peek() {
-                    Ok(Some(r)) => Ok(Some(Some(r))),
-                    Ok(None) => Ok(Some(None)),
-                    Err(c) => Err(ShmStream::poison(rxm, io::ErrorKind::InvalidData, c.0)),
-                },
-                Ok(None) => Ok(None),
-            })?;
-            let Some(r) = first else { return Ok(None) };
-            if !r.more {
-                if r.len > self.max_message as usize {
-                    let msg = format!(
-                        "incoming message on channel {:?} exceeds the limit of {} bytes",
-                        self.name, self.max_message
-                    );
-                    return Err(ShmStream::poison(&mut rx, io::ErrorKind::InvalidData, msg));
-                }
-                // SAFETY: the record was validated to lie inside the ring, and
-                // the producer does not reuse it until we release it below.
-                let bytes = unsafe { rx.c.memory().slice(r.offset, r.len) };
-                let out = f(bytes);
-                self.release(&mut rx, r);
-                return Ok(Some(out));
+        lock(&self.rx).recv_with(self.timing.read_wait(), f)
+    }
+}
+
+/// The sending half of a split [`ShmStream`]: `&mut self`, no lock.
+pub struct ShmSender {
+    tx: TxEnd,
+    timing: Timing,
+}
+
+impl fmt::Debug for ShmSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmSender")
+            .field("name", &self.tx.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShmSender {
+    /// See [`ShmStream::send`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::send`].
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.tx.send(msg, self.timing.write_wait())
+    }
+
+    /// See [`ShmStream::try_send`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::send`].
+    pub fn try_send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.tx.send(msg, Wait::Never)
+    }
+
+    /// See [`ShmStream::send_timeout`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::send`].
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> io::Result<()> {
+        self.tx.send(msg, Wait::timeout(Some(timeout)))
+    }
+
+    /// See [`ShmStream::send_with`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::send_with`].
+    pub fn send_with<R>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> io::Result<R> {
+        self.tx.send_with(len, self.timing.write_wait(), fill)
+    }
+
+    /// See [`ShmStream::flush`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::send`].
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.tx.drain(self.timing.write_wait())
+    }
+
+    /// Sets how long `send` may wait for room (`None`: forever).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timing.set_write(timeout)
+    }
+
+    /// In nonblocking mode a `send` that would wait returns `WouldBlock`.
+    pub fn set_nonblocking(&self, nonblocking: bool) {
+        self.timing.set_nonblocking(nonblocking);
+    }
+
+    /// Bytes a single [`send_with`](Self::send_with) can write in place.
+    pub fn max_in_place(&self) -> usize {
+        self.tx.p.max_chunk()
+    }
+}
+
+/// The receiving half of a split [`ShmStream`]: `&mut self`, no lock.
+pub struct ShmReceiver {
+    rx: RxEnd,
+    timing: Timing,
+}
+
+impl fmt::Debug for ShmReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmReceiver")
+            .field("name", &self.rx.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShmReceiver {
+    /// See [`ShmStream::recv`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::recv`].
+    pub fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut v = Vec::new();
+        Ok(self.recv_into(&mut v)?.map(|_| v))
+    }
+
+    /// See [`ShmStream::recv_into`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        self.rx.recv(buf, self.timing.read_wait())
+    }
+
+    /// See [`ShmStream::try_recv`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::recv`].
+    pub fn try_recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut v = Vec::new();
+        Ok(self.rx.recv(&mut v, Wait::Never)?.map(|_| v))
+    }
+
+    /// See [`ShmStream::recv_timeout`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::recv`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        let mut v = Vec::new();
+        Ok(self
+            .rx
+            .recv(&mut v, Wait::timeout(Some(timeout)))?
+            .map(|_| v))
+    }
+
+    /// See [`ShmStream::recv_with`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::recv`].
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> io::Result<Option<R>> {
+        self.rx.recv_with(self.timing.read_wait(), f)
+    }
+
+    /// Sets how long `recv` may wait (`None`: forever).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timing.set_read(timeout)
+    }
+
+    /// In nonblocking mode a `recv` that would wait returns `WouldBlock`.
+    pub fn set_nonblocking(&self, nonblocking: bool) {
+        self.timing.set_nonblocking(nonblocking);
+    }
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_header(data: &[u8]) {
+    let _ = Hello::decode(data);
+    let mut h = [0u8; header::HEADER_LEN];
+    for (d, s) in h.iter_mut().zip(data) {
+        *d = *s;
+    }
+    let mapped = data.len().saturating_mul(1 << 16);
+    if let Ok(l) = Layout::decode(&h, mapped) {
+        assert!(l.total <= mapped && l.data(1) + l.capacity == l.total);
+    }
+}
+
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_ring(data: &[u8]) {
+    use self::atomic::Ordering;
+    if data.len() < 16 {
+        return;
+    }
+    let tail = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+    let cap = 64usize << (data[8] % 4);
+    let mut bytes: Vec<u8> = data[16..].iter().copied().cycle().take(cap).collect();
+    bytes.resize(cap, 0);
+    let ctl = Box::new(ring::Control::new());
+    // Small tails exercise real records; large ones the position checks.
+    let tail = if data[9] % 2 == 0 {
+        tail % (2 * cap as u64)
+    } else {
+        tail
+    };
+    ctl.tail.0.store(tail, Ordering::SeqCst);
+    let raw = Raw {
+        ptr: bytes.as_mut_ptr(),
+        len: cap,
+    };
+    let mut c = Consumer::new(&ctl, raw);
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        match c.peek() {
+            Ok(Some(r)) => {
+                assert!(r.offset + r.len <= cap);
+                raw.append_to(r.offset, r.len, &mut out);
+                c.release(r);
             }
+            Ok(None) | Err(_) => break,
         }
-        let mut scratch = std::mem::take(&mut rx.scratch);
-        drop(rx);
-        let got = self.recv_wait(&mut scratch, wait);
-        let out = match got {
-            Ok(Some(_)) => Ok(Some(f(&scratch))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        lock(&self.rx).scratch = scratch;
-        out
     }
 }

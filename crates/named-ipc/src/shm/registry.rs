@@ -198,6 +198,15 @@ pub(crate) fn entries() -> io::Result<Vec<Entry>> {
     Ok(out)
 }
 
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = parse(&text);
+    if let Some(n) = decode(&text) {
+        assert_eq!(decode(&encode(&n)), Some(n));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,31 @@ pub(crate) fn judge(
     Verdict::Ready
 }
 
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(data: &[u8]) {
+    if data.len() < 24 {
+        return;
+    }
+    let magic: [u8; 8] = data[..8].try_into().unwrap_or_default();
+    let word = |i: usize| u32::from_le_bytes(data[i..i + 4].try_into().unwrap_or_default());
+    let want = if data[20] % 2 == 0 {
+        MUTEX_MAGIC
+    } else {
+        EVENT_MAGIC
+    };
+    let v = judge(
+        word(8) as usize,
+        word(12),
+        magic,
+        word(16),
+        want,
+        usize::from(data[21]),
+    );
+    if v == Verdict::Ready {
+        assert!(magic == want && word(16) == VERSION && word(12) == STATE_READY);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,3 +156,17 @@ pub(crate) fn mode_for(security: &crate::pipe::Security) -> u32 {
         _ => 0o600,
     }
 }
+
+#[cfg(feature = "bench-support")]
+pub(crate) fn bench_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<std::time::Duration>,
+) {
+    futex::wait(word, expected, timeout)
+}
+
+#[cfg(feature = "bench-support")]
+pub(crate) fn bench_wake(word: &std::sync::atomic::AtomicU32) {
+    futex::wake(word, u32::MAX)
+}

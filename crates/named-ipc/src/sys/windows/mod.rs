@@ -246,3 +246,23 @@ pub(crate) fn registry_dir() -> io::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// No cross-process futex on Windows (`WaitOnAddress` is per process): the
+/// bench uses events there; this only sleeps briefly.
+#[cfg(feature = "bench-support")]
+pub(crate) fn bench_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<std::time::Duration>,
+) {
+    if word.load(std::sync::atomic::Ordering::Acquire) == expected {
+        std::thread::sleep(
+            timeout
+                .unwrap_or(std::time::Duration::from_millis(1))
+                .min(std::time::Duration::from_millis(1)),
+        );
+    }
+}
+
+#[cfg(feature = "bench-support")]
+pub(crate) fn bench_wake(_word: &std::sync::atomic::AtomicU32) {}
