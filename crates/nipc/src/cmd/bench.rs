@@ -257,6 +257,51 @@ enum RawWait {
 
 const STOP: u32 = u32::MAX;
 
+/// Gives up on a raw baseline whose other process stopped making progress (it
+/// died, or was stopped): spinning on its memory would never end otherwise.
+/// Cheap on the fast path: the clock is read only after 4096 idle checks.
+struct Stall {
+    since: Option<Instant>,
+    n: u32,
+    progress: u64,
+}
+
+impl Stall {
+    const LIMIT: Duration = Duration::from_secs(30);
+
+    fn new() -> Stall {
+        Stall {
+            since: None,
+            n: 0,
+            progress: 0,
+        }
+    }
+
+    /// One idle check; `progress` is anything that grows while the peer works.
+    fn check(&mut self, progress: u64) -> Result<()> {
+        self.n = self.n.wrapping_add(1);
+        if !self.n.is_multiple_of(4096) {
+            return Ok(());
+        }
+        if progress != self.progress {
+            self.progress = progress;
+            self.since = None;
+            return Ok(());
+        }
+        match self.since {
+            None => self.since = Some(Instant::now()),
+            Some(t) if t.elapsed() > Stall::LIMIT => {
+                bail!(
+                    "the other benchmark process made no progress for {:?}",
+                    Stall::LIMIT
+                )
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}
+
 /// Waits until `word` satisfies `pred`: spinning, or sleeping on a futex
 /// after announcing itself in `waiting` (then re-checking, so a wake-up sent
 /// in between is not lost).
@@ -265,12 +310,14 @@ fn wait_for(
     waiting: &AtomicU32,
     pred: impl Fn(u32) -> bool,
     how: RawWait,
-) -> u32 {
+) -> Result<u32> {
+    let mut stall = Stall::new();
     loop {
         let v = word.load(Ordering::Acquire);
         if pred(v) {
-            return v;
+            return Ok(v);
         }
+        stall.check(0)?;
         match how {
             RawWait::Spin => std::hint::spin_loop(),
             RawWait::Kernel => {
@@ -279,7 +326,7 @@ fn wait_for(
                 let v = word.load(Ordering::Acquire);
                 if pred(v) {
                     waiting.store(0, Ordering::Relaxed);
-                    return v;
+                    return Ok(v);
                 }
                 bench_support::futex_wait(word, v, Some(Duration::from_millis(100)));
                 waiting.store(0, Ordering::Relaxed);
@@ -333,13 +380,15 @@ fn rtt_raw(how: RawWait, size: usize, budget: Duration) -> Result<Vec<u64>> {
             Some((_, p, q)) => {
                 ping.store(seq, Ordering::Release);
                 p.set()?;
+                let mut stall = Stall::new();
                 while pong.load(Ordering::Acquire) != seq {
+                    stall.check(0)?;
                     q.wait_timeout(Duration::from_millis(100))?;
                 }
             }
             None => {
                 signal(ping, ping_waiting, seq, how);
-                wait_for(pong, pong_waiting, |v| v == seq, how);
+                wait_for(pong, pong_waiting, |v| v == seq, how)?;
             }
         }
         seg.read_at(pp.pong_data, &mut buf)?;
@@ -462,7 +511,9 @@ fn tput_raw_ring(size: usize, budget: Duration) -> Result<Row> {
     let mut i = 0u64;
     while start.elapsed() < budget || i < 16 {
         for _ in 0..16 {
+            let mut stall = Stall::new();
             while i - head.load(Ordering::Acquire) >= r.count {
+                stall.check(0)?;
                 std::hint::spin_loop();
             }
             seg.write_at(r.slot(i), &msg)?;
@@ -471,7 +522,9 @@ fn tput_raw_ring(size: usize, budget: Duration) -> Result<Row> {
         }
     }
     stop.store(i, Ordering::Release);
+    let mut stall = Stall::new();
     while done.load(Ordering::Acquire) == 0 {
+        stall.check(0)?;
         std::hint::spin_loop();
     }
     let took = start.elapsed();
@@ -806,14 +859,18 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
             let mut last = 0u32;
             loop {
                 let v = match &events {
-                    Some((p, _)) => loop {
-                        let v = ping.load(Ordering::Acquire);
-                        if v != last {
-                            break v;
+                    Some((p, _)) => {
+                        let mut stall = Stall::new();
+                        loop {
+                            let v = ping.load(Ordering::Acquire);
+                            if v != last {
+                                break v;
+                            }
+                            stall.check(0)?;
+                            p.wait_timeout(Duration::from_millis(100))?;
                         }
-                        p.wait_timeout(Duration::from_millis(100))?;
-                    },
-                    None => wait_for(ping, ping_waiting, |v| v != last, how),
+                    }
+                    None => wait_for(ping, ping_waiting, |v| v != last, how)?,
                 };
                 if v == STOP {
                     break;
@@ -837,11 +894,13 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
             let (stop, done) = (seg.atomic_u64(r.stop)?, seg.atomic_u64(r.done)?);
             let mut buf = vec![0u8; size];
             let mut h = 0u64;
+            let mut stall = Stall::new();
             loop {
                 if h == tail.load(Ordering::Acquire) {
                     if stop.load(Ordering::Acquire) == h {
                         break;
                     }
+                    stall.check(h)?;
                     std::hint::spin_loop();
                     continue;
                 }

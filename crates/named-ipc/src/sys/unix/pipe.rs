@@ -318,6 +318,22 @@ unsafe fn recv_iov(fd: RawFd, iov: &mut [libc::iovec], wait: Wait) -> io::Result
     }
 }
 
+/// Fills `buf` completely; the end of the stream first is `UnexpectedEof`.
+fn recv_exact(fd: RawFd, mut buf: &mut [u8], wait: Wait) -> io::Result<()> {
+    while !buf.is_empty() {
+        match recv_raw(fd, buf, wait)? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the pipe",
+                ))
+            }
+            n => buf = &mut buf[n..],
+        }
+    }
+    Ok(())
+}
+
 fn send_raw(fd: RawFd, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
     let call = |flags: libc::c_int| {
         if let [one] = bufs {
@@ -1017,7 +1033,7 @@ impl Stream {
         #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
         let flags = 0;
         // SAFETY: m describes live, writable buffers.
-        let mut got = cvt_r(|| unsafe { libc::recvmsg(self.raw(), &mut m, flags) })? as usize;
+        let got = cvt_r(|| unsafe { libc::recvmsg(self.raw(), &mut m, flags) })? as usize;
         let mut fds = Vec::new();
         // SAFETY: walking the control messages the kernel filled in, within
         // msg_controllen; each SCM_RIGHTS payload is an array of descriptors
@@ -1050,16 +1066,7 @@ impl Stream {
                 "the peer closed the pipe",
             ));
         }
-        while got < HEADER_LEN {
-            let n = recv_raw(self.raw(), &mut head[got..], wait)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed the pipe",
-                ));
-            }
-            got += n;
-        }
+        recv_exact(self.raw(), &mut head[got..], wait)?;
         let len = u32::from_le_bytes(head) as usize;
         if len > 64 * 1024 {
             return Err(io::Error::new(
@@ -1068,17 +1075,7 @@ impl Stream {
             ));
         }
         let mut body = vec![0u8; len];
-        let mut at = 0;
-        while at < len {
-            let n = recv_raw(self.raw(), &mut body[at..], wait)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed the pipe",
-                ));
-            }
-            at += n;
-        }
+        recv_exact(self.raw(), &mut body, wait)?;
         Ok((body, fds.into_iter().next()))
     }
 

@@ -136,7 +136,8 @@ enum Backing {
     /// A named object or a file: another process may truncate it, so accesses
     /// check the current size first.
     Resizable,
-    /// A sealed memfd: its size cannot change.
+    /// A sealed memfd: its size cannot change (Linux only).
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     Sealed,
 }
 
