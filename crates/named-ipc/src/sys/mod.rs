@@ -103,6 +103,22 @@ pub(crate) enum Locked {
     Abandoned,
 }
 
+/// Parses a child token of the form `PREFIX:NUMBER` (`fd:5`, `handle:1234`).
+pub(crate) fn parse_token(token: &str, prefix: &str) -> io::Result<u64> {
+    token
+        .strip_prefix(prefix)
+        .and_then(|n| n.strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{token:?} is not a shared-memory token from this OS (expected {prefix}:N)"
+                ),
+            )
+        })
+}
+
 /// Sleeps with exponential backoff from 1 ms to 50 ms while waiting for something
 /// that has no OS wake-up (a pipe name that does not exist yet).
 pub(crate) struct Backoff {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use named_ipc::bench_support;
-use named_ipc::channel::ChannelOptions;
+use named_ipc::channel::{ChannelOptions, ShmReceiver, ShmSender};
 use named_ipc::pipe::{ConnectOptions, ListenerOptions, PipeMode};
 use named_ipc::shm::{Access, ShmSegment};
 use named_ipc::sync::{EventMode, NamedEvent};
@@ -182,14 +182,24 @@ fn sample(budget: Duration, mut one: impl FnMut() -> Result<()>) -> Result<Vec<u
     Ok(ns)
 }
 
-fn rtt_channel(spin: Duration, size: usize, budget: Duration) -> Result<Vec<u64>> {
-    let name = unique("chan");
+/// A channel to a new `role` process (it connects; we accept), split.
+fn channel_to(
+    role: &str,
+    spin: Duration,
+    size: usize,
+) -> Result<(PeerProc, ShmSender, ShmReceiver)> {
+    let name = unique(role);
     let l = ChannelOptions::new()
         .capacity(capacity_for(size))
         .spin(spin)
         .bind(&name)?;
-    let peer = PeerProc::spawn("chan-echo", &name, size, Some(&spin.as_nanos().to_string()))?;
-    let (mut tx, mut rx) = l.accept_timeout(Duration::from_secs(30))?.split();
+    let peer = PeerProc::spawn(role, &name, size, Some(&spin.as_nanos().to_string()))?;
+    let (tx, rx) = l.accept_timeout(Duration::from_secs(30))?.split();
+    Ok((peer, tx, rx))
+}
+
+fn rtt_channel(spin: Duration, size: usize, budget: Duration) -> Result<Vec<u64>> {
+    let (peer, mut tx, mut rx) = channel_to("chan-echo", spin, size)?;
     let msg = vec![0x5a; size];
     let mut buf = Vec::with_capacity(size);
     let ns = sample(budget, || {
@@ -435,13 +445,7 @@ fn tput_channel(
     size: usize,
     budget: Duration,
 ) -> Result<Row> {
-    let name = unique("sink");
-    let l = ChannelOptions::new()
-        .capacity(capacity_for(size))
-        .spin(spin)
-        .bind(&name)?;
-    let peer = PeerProc::spawn("chan-sink", &name, size, Some(&spin.as_nanos().to_string()))?;
-    let (mut c, mut back) = l.accept_timeout(Duration::from_secs(30))?.split();
+    let (peer, mut c, mut back) = channel_to("chan-sink", spin, size)?;
     let msg = vec![0x5a; size];
     let end: Vec<u8> = if size == 0 { vec![0] } else { Vec::new() };
     let start = Instant::now();

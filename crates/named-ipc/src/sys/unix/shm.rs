@@ -288,17 +288,8 @@ impl Mapping {
 
     /// Maps the segment a parent described with `child_token`.
     pub(crate) fn from_token(token: &str, access: Access) -> io::Result<Mapping> {
-        let bad = || {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{token:?} is not a shared-memory token from this OS (expected fd:N)"),
-            )
-        };
-        let fd: RawFd = token
-            .strip_prefix("fd:")
-            .ok_or_else(bad)?
-            .parse()
-            .map_err(|_| bad())?;
+        let fd = RawFd::try_from(crate::sys::parse_token(token, "fd")?)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "descriptor out of range"))?;
         // Check that it is an open descriptor before taking ownership of it.
         // SAFETY: F_GETFD only reads the descriptor's flags.
         if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {

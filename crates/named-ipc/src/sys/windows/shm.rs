@@ -311,19 +311,13 @@ impl Mapping {
     }
 
     pub(crate) fn from_token(token: &str, access: Access) -> io::Result<Mapping> {
-        let bad = || {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{token:?} is not a shared-memory token from this OS (expected handle:N)"),
-            )
-        };
-        let value: usize = token
-            .strip_prefix("handle:")
-            .ok_or_else(bad)?
-            .parse()
-            .map_err(|_| bad())?;
+        let value = usize::try_from(crate::sys::parse_token(token, "handle")?)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "handle out of range"))?;
         if value == 0 {
-            return Err(bad());
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "handle 0 is not a segment",
+            ));
         }
         // SAFETY: the parent gave us this inherited handle for our exclusive use;
         // MapViewOfFile below fails cleanly if it is not a section.
