@@ -460,49 +460,56 @@ impl TxEnd {
         Ok(())
     }
 
+    /// Pushes `msg` as records of at most a chunk each (`MORE` on all but the
+    /// last). Returns how many bytes went out, and the error that stopped it.
+    fn push_pieces(&mut self, msg: &[u8], wait: Wait) -> (usize, io::Result<()>) {
+        let max = self.p.max_chunk();
+        let mut sent = 0;
+        loop {
+            let n = (msg.len() - sent).min(max);
+            let more = sent + n < msg.len();
+            if let Err(e) = self.push(&msg[sent..sent + n], more, wait) {
+                return (sent, Err(e));
+            }
+            sent += n;
+            if !more {
+                return (sent, Ok(()));
+            }
+        }
+    }
+
     /// Sends what an earlier timed-out large send left.
     fn drain(&mut self, wait: Wait) -> io::Result<()> {
-        while !self.pending.is_empty() {
-            let n = self.pending.len().min(self.p.max_chunk());
-            let more = n < self.pending.len();
-            let chunk = self.pending[..n].to_vec();
-            self.push(&chunk, more, wait)?;
-            self.pending.drain(..n);
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut pending = std::mem::take(&mut self.pending);
+        let (sent, r) = self.push_pieces(&pending, wait);
+        if r.is_err() {
+            pending.drain(..sent);
+            self.pending = pending;
+        }
+        r
     }
 
     fn send(&mut self, msg: &[u8], wait: Wait) -> io::Result<()> {
         self.inner.check_len(msg.len())?;
-        if !self.pending.is_empty() {
-            self.drain(wait)?;
-        }
-        let max = self.p.max_chunk();
-        if msg.len() <= max {
-            return self.push(msg, false, wait);
-        }
-        let mut sent = 0;
-        while sent < msg.len() {
-            let n = (msg.len() - sent).min(max);
-            let more = sent + n < msg.len();
-            match self.push(&msg[sent..sent + n], more, wait) {
-                Ok(()) => sent += n,
-                Err(e)
-                    if sent > 0
-                        && matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                {
-                    // Part of the message is out: it is accepted, and the rest
-                    // goes before the next message (or on `flush`).
-                    self.pending.extend_from_slice(&msg[sent..]);
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
+        self.drain(wait)?;
+        match self.push_pieces(msg, wait) {
+            (sent, Err(e))
+                if sent > 0
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                // Part of the message is out: it is accepted, and the rest goes
+                // before the next message (or on `flush`).
+                self.pending.extend_from_slice(&msg[sent..]);
+                Ok(())
             }
+            (_, r) => r,
         }
-        Ok(())
     }
 
     fn send_with<R>(
@@ -654,6 +661,11 @@ impl RxState {
 }
 
 impl RxEnd {
+    fn recv_vec(&mut self, wait: Wait) -> io::Result<Option<Vec<u8>>> {
+        let mut v = Vec::new();
+        Ok(self.recv(&mut v, wait)?.map(|_| v))
+    }
+
     fn recv(&mut self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
         let RxEnd { st, inner } = self;
         st.check_poison()?;
@@ -1032,8 +1044,7 @@ impl ShmStream {
     /// `WouldBlock`/`TimedOut` in nonblocking mode or after the read timeout
     /// (nothing is lost; call again).
     pub fn recv(&self) -> io::Result<Option<Vec<u8>>> {
-        let mut v = Vec::new();
-        Ok(self.recv_into(&mut v)?.map(|_| v))
+        lock(&self.rx).recv_vec(self.timing.read_wait())
     }
 
     /// Like [`recv`](Self::recv), into `buf` (replacing its contents).
@@ -1049,8 +1060,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn try_recv(&self) -> io::Result<Option<Vec<u8>>> {
-        let mut v = Vec::new();
-        Ok(lock(&self.rx).recv(&mut v, Wait::Never)?.map(|_| v))
+        lock(&self.rx).recv_vec(Wait::Never)
     }
 
     /// Receives, waiting at most `timeout`.
@@ -1058,10 +1068,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
-        let mut v = Vec::new();
-        Ok(lock(&self.rx)
-            .recv(&mut v, Wait::timeout(Some(timeout)))?
-            .map(|_| v))
+        lock(&self.rx).recv_vec(Wait::timeout(Some(timeout)))
     }
 
     /// Receives one message and hands it to `f` in place, without copying it
@@ -1174,8 +1181,7 @@ impl ShmReceiver {
     /// # Errors
     /// As for [`ShmStream::recv`].
     pub fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let mut v = Vec::new();
-        Ok(self.recv_into(&mut v)?.map(|_| v))
+        self.rx.recv_vec(self.timing.read_wait())
     }
 
     /// See [`ShmStream::recv_into`].
@@ -1191,8 +1197,7 @@ impl ShmReceiver {
     /// # Errors
     /// As for [`ShmStream::recv`].
     pub fn try_recv(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let mut v = Vec::new();
-        Ok(self.rx.recv(&mut v, Wait::Never)?.map(|_| v))
+        self.rx.recv_vec(Wait::Never)
     }
 
     /// See [`ShmStream::recv_timeout`].
@@ -1200,11 +1205,7 @@ impl ShmReceiver {
     /// # Errors
     /// As for [`ShmStream::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
-        let mut v = Vec::new();
-        Ok(self
-            .rx
-            .recv(&mut v, Wait::timeout(Some(timeout)))?
-            .map(|_| v))
+        self.rx.recv_vec(Wait::timeout(Some(timeout)))
     }
 
     /// See [`ShmStream::recv_with`].

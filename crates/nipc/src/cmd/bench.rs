@@ -798,16 +798,21 @@ fn svg(rows: &[Row]) -> String {
 
 // ------------------------------------------------------------------ peer --
 
+/// The peer's end of a `channel_to` channel (`extra` is the spin in ns), split.
+fn connect_channel(a: &BenchPeerArgs) -> Result<(ShmSender, ShmReceiver)> {
+    let spin: u64 = a.extra.as_deref().unwrap_or("0").parse()?;
+    Ok(ChannelOptions::new()
+        .spin(Duration::from_nanos(spin))
+        .timeout(Duration::from_secs(30))
+        .connect(&a.target)?
+        .split())
+}
+
 pub fn peer(a: BenchPeerArgs) -> Result<()> {
     let size = a.size;
     match a.role.as_str() {
         "chan-echo" => {
-            let spin: u64 = a.extra.as_deref().unwrap_or("0").parse()?;
-            let (mut tx, mut rx) = ChannelOptions::new()
-                .spin(Duration::from_nanos(spin))
-                .timeout(Duration::from_secs(30))
-                .connect(&a.target)?
-                .split();
+            let (mut tx, mut rx) = connect_channel(&a)?;
             let mut buf = Vec::with_capacity(size);
             while rx.recv_into(&mut buf)?.is_some() {
                 tx.send(&buf)?;
@@ -824,12 +829,7 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
             }
         }
         "chan-sink" => {
-            let spin: u64 = a.extra.as_deref().unwrap_or("0").parse()?;
-            let (mut tx, mut rx) = ChannelOptions::new()
-                .spin(Duration::from_nanos(spin))
-                .timeout(Duration::from_secs(30))
-                .connect(&a.target)?
-                .split();
+            let (mut tx, mut rx) = connect_channel(&a)?;
             let mut buf = Vec::with_capacity(size);
             let mut n = 0u64;
             while rx.recv_into(&mut buf)?.context("the sender left")? == size {

@@ -65,12 +65,7 @@ mod imp {
     }
 }
 
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-))]
+#[cfg(target_vendor = "apple")]
 mod imp {
     use super::*;
 
@@ -112,14 +107,7 @@ mod imp {
     }
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-)))]
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
 mod imp {
     use super::*;
     use std::sync::atomic::Ordering;

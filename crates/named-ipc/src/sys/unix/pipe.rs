@@ -188,22 +188,12 @@ fn unix_socket(nonblocking: bool) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-))]
+#[cfg(target_vendor = "apple")]
 fn no_sigpipe(fd: &OwnedFd) -> io::Result<()> {
     setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1)
 }
 
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-)))]
+#[cfg(not(target_vendor = "apple"))]
 fn no_sigpipe(_fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
@@ -1132,12 +1122,7 @@ fn peer_uid(fd: RawFd) -> io::Result<u32> {
     Ok(peer_cred(fd)?.uid)
 }
 
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-))]
+#[cfg(target_vendor = "apple")]
 fn peer_pid(fd: RawFd) -> io::Result<u32> {
     let mut pid: libc::pid_t = 0;
     let mut len = mem::size_of::<libc::pid_t>() as libc::socklen_t;
@@ -1154,14 +1139,7 @@ fn peer_pid(fd: RawFd) -> io::Result<u32> {
     Ok(pid as u32)
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-)))]
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
 fn peer_pid(_fd: RawFd) -> io::Result<u32> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,

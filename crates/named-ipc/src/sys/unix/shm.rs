@@ -14,19 +14,9 @@ use crate::shm::Access;
 use crate::sys::{Backoff, Wait};
 
 /// Longest POSIX shm name, leading `/` included.
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-))]
+#[cfg(target_vendor = "apple")]
 const MAX_NAME: usize = 31;
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-)))]
+#[cfg(not(target_vendor = "apple"))]
 const MAX_NAME: usize = 255;
 
 /// Unix names outlive their users, so they can (and must) be removed.
@@ -73,22 +63,12 @@ fn c_name(os_name: &str) -> io::Result<CString> {
 
 /// macOS declares `shm_open` variadic, so the mode travels promoted to
 /// `c_uint`; elsewhere it is a `mode_t`.
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-))]
+#[cfg(target_vendor = "apple")]
 fn mode_arg(mode: libc::mode_t) -> libc::c_uint {
     libc::c_uint::from(mode)
 }
 
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-)))]
+#[cfg(not(target_vendor = "apple"))]
 fn mode_arg(mode: libc::mode_t) -> libc::mode_t {
     mode
 }
