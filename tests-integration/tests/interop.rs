@@ -94,7 +94,7 @@ else:
         assert_eq!(py.line(), "4096 Shine");
         py.wait_ok();
         let seg =
-            named_ipc::shm::ShmSegment::open(&name, named_ipc::shm::Access::ReadOnly).unwrap();
+            named_ipc::shm::ShmSegment::open(&name, named_ipc::shm::Protection::ReadOnly).unwrap();
         let mut buf = [0u8; 6];
         seg.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"PYTHON");
@@ -191,7 +191,7 @@ mod windows {
         r.wait_ok();
         // The library sees the same bytes, with no header in front.
         let seg =
-            named_ipc::shm::ShmSegment::open(&name, named_ipc::shm::Access::ReadOnly).unwrap();
+            named_ipc::shm::ShmSegment::open(&name, named_ipc::shm::Protection::ReadOnly).unwrap();
         let mut buf = [0u8; 6];
         seg.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"Shine\0");

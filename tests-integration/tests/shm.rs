@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 
 use common::*;
-use named_ipc::shm::{self, Access, OwnerState, ShmSegment};
+use named_ipc::shm::{self, OwnerState, Protection, ShmSegment};
 use named_ipc::ErrorKind;
 
 /// Sends one command to a peer serving `shm_commands` and returns its answer.
@@ -22,7 +22,7 @@ fn a_segment_created_in_one_process_is_read_and_written_in_another() {
     let name = unique("seg");
     let mut owner = Peer::spawn(&["shm-create", &name, "4096", "Shine"]);
     owner.expect("READY");
-    let seg = ShmSegment::open(&name, Access::ReadWrite).unwrap();
+    let seg = ShmSegment::open(&name, Protection::ReadWrite).unwrap();
     assert_eq!(seg.len(), 4096);
     assert!(!seg.is_owner());
     let mut buf = [0u8; 5];
@@ -47,8 +47,8 @@ fn access_modes_are_enforced() {
     let mut owner = Peer::spawn(&["shm-create", &name, "4096", "original"]);
     owner.expect("READY");
 
-    let ro = ShmSegment::open(&name, Access::ReadOnly).unwrap();
-    assert_eq!(ro.access(), Access::ReadOnly);
+    let ro = ShmSegment::open(&name, Protection::ReadOnly).unwrap();
+    assert_eq!(ro.protection(), Protection::ReadOnly);
     let e = ro.write_at(0, b"x").unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
     assert!(
@@ -57,7 +57,7 @@ fn access_modes_are_enforced() {
     );
 
     // Copy-on-write: our writes stay ours.
-    let cow = ShmSegment::open(&name, Access::CopyOnWrite).unwrap();
+    let cow = ShmSegment::open(&name, Protection::CopyOnWrite).unwrap();
     cow.write_at(0, b"PRIVATE!").unwrap();
     let mut buf = [0u8; 8];
     cow.read_at(0, &mut buf).unwrap();
@@ -86,7 +86,7 @@ fn create_open_and_sizes_report_clear_errors() {
     assert!(!again.is_owner());
 
     let missing = unique("missing");
-    let e = ShmSegment::open(&missing, Access::ReadOnly).unwrap_err();
+    let e = ShmSegment::open(&missing, Protection::ReadOnly).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.to_string().contains(&missing), "{e}");
 
@@ -127,7 +127,7 @@ fn segments_larger_than_4_gib_work_across_processes() {
 fn a_file_can_back_a_mapping_shared_by_processes() {
     let path = std::env::temp_dir().join(unique("file"));
     std::fs::write(&path, vec![b'.'; 8192]).unwrap();
-    let seg = ShmSegment::map_file(&path, Access::ReadWrite).unwrap();
+    let seg = ShmSegment::map_file(&path, Protection::ReadWrite).unwrap();
     assert_eq!(seg.len(), 8192);
     let mut other = Peer::spawn(&["shm-file", path.to_str().unwrap(), "rw"]);
     assert_eq!(other.line(), "READY 8192");
@@ -146,7 +146,7 @@ fn a_file_can_back_a_mapping_shared_by_processes() {
 
     let empty = std::env::temp_dir().join(unique("empty"));
     std::fs::write(&empty, b"").unwrap();
-    let e = ShmSegment::map_file(&empty, Access::ReadOnly).unwrap_err();
+    let e = ShmSegment::map_file(&empty, Protection::ReadOnly).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("empty"), "{e}");
     let _ = std::fs::remove_file(&path);
@@ -166,7 +166,7 @@ fn an_unnamed_segment_reaches_a_child_through_its_token() {
     let mut buf = [0u8; 14];
     seg.read_at(1000, &mut buf).unwrap();
     assert_eq!(&buf, b"from the child");
-    assert!(ShmSegment::from_child_token("nonsense", Access::ReadOnly).is_err());
+    assert!(ShmSegment::from_child_token("nonsense", Protection::ReadOnly).is_err());
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn the_creator_owns_the_name() {
     drop(seg);
     // Unix: the name is removed; Windows: the last handle closed.
     assert_eq!(
-        ShmSegment::open(&name, Access::ReadOnly)
+        ShmSegment::open(&name, Protection::ReadOnly)
             .unwrap_err()
             .kind(),
         ErrorKind::NotFound
@@ -260,13 +260,13 @@ fn gc_removes_what_dead_owners_left_and_nothing_else() {
     assert!(removed.iter().any(|r| r.ends_with(&crashed)), "{removed:?}");
     assert!(find(&crashed).is_none());
     assert_eq!(
-        ShmSegment::open(&crashed, Access::ReadOnly)
+        ShmSegment::open(&crashed, Protection::ReadOnly)
             .unwrap_err()
             .kind(),
         ErrorKind::NotFound
     );
-    assert!(ShmSegment::open(&kept, Access::ReadOnly).is_ok());
-    assert!(ShmSegment::open(live.name().unwrap(), Access::ReadOnly).is_ok());
+    assert!(ShmSegment::open(&kept, Protection::ReadOnly).is_ok());
+    assert!(ShmSegment::open(live.name().unwrap(), Protection::ReadOnly).is_ok());
     if linux {
         assert_eq!(std::fs::read(&foreign_path).unwrap(), b"not named-ipc");
         std::fs::remove_file(&foreign_path).unwrap();
@@ -305,19 +305,19 @@ fn windows_segments_die_with_their_last_handle_and_cannot_be_removed() {
     let name = unique("winlife");
     let mut owner = Peer::spawn(&["shm-create", &name, "4096", "alive"]);
     owner.expect("READY");
-    let seg = ShmSegment::open(&name, Access::ReadOnly).unwrap();
+    let seg = ShmSegment::open(&name, Protection::ReadOnly).unwrap();
     let e = ShmSegment::remove(&name).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     owner.kill();
     // We still hold it: it lives on.
-    let again = ShmSegment::open(&name, Access::ReadOnly).unwrap();
+    let again = ShmSegment::open(&name, Protection::ReadOnly).unwrap();
     let mut buf = [0u8; 5];
     again.read_at(0, &mut buf).unwrap();
     assert_eq!(&buf, b"alive");
     drop(again);
     drop(seg);
     assert_eq!(
-        ShmSegment::open(&name, Access::ReadOnly)
+        ShmSegment::open(&name, Protection::ReadOnly)
             .unwrap_err()
             .kind(),
         ErrorKind::NotFound

@@ -9,8 +9,9 @@ use std::path::Path;
 
 use common::*;
 use named_ipc::os::unix::ListenerOptionsExt;
-use named_ipc::pipe::{list, ListenerOptions, PipeListener, Security};
+use named_ipc::pipe::{list, ListenerOptions, PipeListener};
 use named_ipc::ErrorKind;
+use named_ipc::Security;
 
 fn mode(p: &str) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777

@@ -8,7 +8,8 @@ mod common;
 
 use common::*;
 use named_ipc::os::windows::{ListenerOptionsExt, UserIdExt};
-use named_ipc::pipe::{ListenerOptions, PipeListener, Security, UserId};
+use named_ipc::pipe::{ListenerOptions, PipeListener, UserId};
+use named_ipc::Security;
 use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, GENERIC_READ, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,

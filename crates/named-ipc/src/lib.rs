@@ -36,6 +36,8 @@ mod error;
 pub mod name;
 pub mod os;
 pub mod pipe;
+mod registry;
+pub mod security;
 pub mod shm;
 pub mod sync;
 mod sys;
@@ -64,7 +66,7 @@ pub mod bench_support {
         crate::sys::bench_wake(word)
     }
 }
-pub use pipe::Security;
+pub use security::Security;
 
 /// Entry points for the fuzz targets (feature `fuzzing`): each feeds bytes
 /// another process could control to a parser. Not part of the API.
@@ -84,7 +86,7 @@ pub mod fuzz_support {
 
     /// Owner records and the Unix sync-object header.
     pub fn records(data: &[u8]) {
-        crate::shm::registry::fuzz(data);
+        crate::registry::fuzz(data);
         crate::sync::header::fuzz(data);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use named_ipc::channel::{ChannelOptions, ShmStream};
 use named_ipc::pipe::{Framed, ListenerOptions, PipeListener, PipeMode, PipeStream};
-use named_ipc::shm::{Access, SegmentOptions, ShmSegment};
+use named_ipc::shm::{Protection, SegmentOptions, ShmSegment};
 use named_ipc::sync::{EventMode, NamedEvent, NamedMutex};
 
 fn say(line: &str) {
@@ -274,7 +274,7 @@ fn main() {
         }
         // shm-token TOKEN: map a segment inherited from the parent.
         "shm-token" => {
-            let seg = ShmSegment::from_child_token(&args[1], Access::ReadWrite).expect("token");
+            let seg = ShmSegment::from_child_token(&args[1], Protection::ReadWrite).expect("token");
             say(&format!("READY {}", seg.len()));
             shm_commands(&seg);
         }
@@ -303,7 +303,7 @@ fn main() {
         // SEG, yield, and write it back plus one (a race without the mutex).
         "mutex-count" => {
             let m = NamedMutex::open(&args[1]).expect("mutex");
-            let seg = ShmSegment::open(&args[2], Access::ReadWrite).expect("segment");
+            let seg = ShmSegment::open(&args[2], Protection::ReadWrite).expect("segment");
             let n: u64 = arg(&args, 3, "count");
             say("READY");
             for _ in 0..n {
@@ -425,11 +425,11 @@ fn main() {
     }
 }
 
-fn access(s: &str) -> Access {
+fn access(s: &str) -> Protection {
     match s {
-        "ro" => Access::ReadOnly,
-        "rw" => Access::ReadWrite,
-        "cow" => Access::CopyOnWrite,
+        "ro" => Protection::ReadOnly,
+        "rw" => Protection::ReadWrite,
+        "cow" => Protection::CopyOnWrite,
         other => panic!("bad access {other}"),
     }
 }

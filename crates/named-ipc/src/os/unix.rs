@@ -5,7 +5,7 @@ use crate::pipe::{ListenerOptions, UserId};
 /// Unix settings of [`ListenerOptions`].
 pub trait ListenerOptionsExt: super::sealed::Sealed {
     /// Permission bits of the socket file (default 0600; 0666 with
-    /// [`Security::LocalUsers`](crate::pipe::Security::LocalUsers)). Anything
+    /// [`Security::LocalUsers`](crate::security::Security::LocalUsers)). Anything
     /// beyond 0600 needs an absolute-path pipe name, outside the private
     /// per-user directory. Set with `chmod` between `bind` and `listen`, so no
     /// client can connect before it applies.

@@ -5,7 +5,7 @@ use crate::pipe::{ListenerOptions, UserId};
 /// Windows settings of [`ListenerOptions`].
 pub trait ListenerOptionsExt: super::sealed::Sealed {
     /// A security descriptor in SDDL, replacing the default owner-only DACL and
-    /// [`Security`](crate::pipe::Security). Example, owner and SYSTEM only:
+    /// [`Security`](crate::security::Security). Example, owner and SYSTEM only:
     /// `D:P(A;;GA;;;OW)(A;;GA;;;SY)`. Checked by `create`.
     fn security_descriptor_sddl(&mut self, sddl: &str) -> &mut Self;
 }

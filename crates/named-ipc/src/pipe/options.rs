@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::framing::DEFAULT_MAX_MESSAGE;
 use crate::pipe::{PipeListener, PipeStream};
+use crate::security::Security;
 
 /// How data is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -42,21 +43,6 @@ pub enum Access {
     Read,
     /// Send only; the server must be [`Direction::Inbound`] or duplex.
     Write,
-}
-
-/// Who may connect.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
-pub enum Security {
-    /// Only the creating user (and, on Windows, SYSTEM). Windows: a protected DACL
-    /// granting the owner's SID and SYSTEM full control. Unix: socket mode 0600 in
-    /// a 0700 directory.
-    #[default]
-    OwnerOnly,
-    /// Every local user may connect (but not create instances). Windows: adds
-    /// read/write for Authenticated Users. Unix: socket mode 0666, which needs an
-    /// absolute-path name outside the private per-user directory.
-    LocalUsers,
 }
 
 /// The largest `max_instances` value that is a real limit; this value itself

@@ -37,21 +37,19 @@
 //!
 //! # Examples
 //! ```no_run
-//! use named_ipc::shm::{Access, ShmSegment};
+//! use named_ipc::shm::{Protection, ShmSegment};
 //!
 //! // Process A
 //! let seg = ShmSegment::create("ShareMemory", 4096)?;
 //! seg.write_at(0, b"Shine\0")?;
 //!
 //! // Process B
-//! let seg = ShmSegment::open("ShareMemory", Access::ReadOnly)?;
+//! let seg = ShmSegment::open("ShareMemory", Protection::ReadOnly)?;
 //! let mut buf = [0u8; 5];
 //! seg.read_at(0, &mut buf)?;
 //! assert_eq!(&buf, b"Shine");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
-pub(crate) mod registry;
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -60,12 +58,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipe::Security;
+use crate::registry::{self, Kind};
+use crate::security::Security;
 use crate::sys;
 
-/// How a segment is mapped (`PAGE_*` / `FILE_MAP_*`, `PROT_*` / `MAP_*`).
+/// How a segment is mapped: its page protection (`flProtect`: `PAGE_*` and
+/// `FILE_MAP_*` on Windows, `PROT_*` and `MAP_*` on Unix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub enum Access {
+pub enum Protection {
     /// Read only (`PAGE_READONLY`, `FILE_MAP_READ`; `PROT_READ`).
     ReadOnly,
     /// Read and write, shared with every other process (`PAGE_READWRITE`;
@@ -81,7 +81,7 @@ pub enum Access {
 /// (`security`, `remove_on_drop`) are ignored by `open`.
 #[derive(Debug, Clone)]
 pub struct SegmentOptions {
-    access: Access,
+    access: Protection,
     security: Security,
     remove_on_drop: bool,
 }
@@ -96,15 +96,15 @@ impl SegmentOptions {
     /// Read-write access, owner-only security, removed when its creator drops it.
     pub fn new() -> SegmentOptions {
         SegmentOptions {
-            access: Access::ReadWrite,
+            access: Protection::ReadWrite,
             security: Security::OwnerOnly,
             remove_on_drop: true,
         }
     }
 
-    /// Access for `open` (and for the segment `open_or_create` finds).
-    pub fn access(&mut self, access: Access) -> &mut Self {
-        self.access = access;
+    /// Protection for `open` (and for the segment `open_or_create` finds).
+    pub fn protection(&mut self, protection: Protection) -> &mut Self {
+        self.access = protection;
         self
     }
 
@@ -166,7 +166,7 @@ impl SegmentOptions {
     /// # Errors
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(&self, name: &str, size: u64) -> Result<ShmSegment> {
-        if self.access != Access::ReadWrite {
+        if self.access != Protection::ReadWrite {
             // Creating needs write access; open read-only segments with `open`.
             return match self.open(name) {
                 Err(e) if e.kind() == ErrorKind::NotFound => self.create_inner(name, size, true),
@@ -191,7 +191,7 @@ impl SegmentOptions {
             Error::from_io(e, name, &what, hint)
         })?;
         let owner = if created {
-            match registry::register(&os_name, "segment", size) {
+            match registry::register(&os_name, Kind::Segment, size) {
                 Ok(o) => Some(o),
                 Err(e) => {
                     drop(map);
@@ -205,7 +205,7 @@ impl SegmentOptions {
         Ok(ShmSegment::wrap(
             map,
             Some((name, os_name)),
-            Access::ReadWrite,
+            Protection::ReadWrite,
             owner,
             self.remove_on_drop,
         ))
@@ -235,7 +235,7 @@ pub struct ShmSegment {
     map: sys::shm::Mapping,
     name: Option<String>,
     os_name: Option<String>,
-    access: Access,
+    access: Protection,
     owner: Option<registry::Owner>,
     remove_on_drop: bool,
 }
@@ -270,7 +270,7 @@ impl ShmSegment {
     fn wrap(
         map: sys::shm::Mapping,
         names: Option<(&str, String)>,
-        access: Access,
+        access: Protection,
         owner: Option<registry::Owner>,
         remove_on_drop: bool,
     ) -> ShmSegment {
@@ -303,8 +303,8 @@ impl ShmSegment {
     /// # Errors
     /// As for [`SegmentOptions::open`].
     #[doc(alias = "OpenFileMapping")]
-    pub fn open(name: &str, access: Access) -> Result<ShmSegment> {
-        SegmentOptions::new().access(access).open(name)
+    pub fn open(name: &str, access: Protection) -> Result<ShmSegment> {
+        SegmentOptions::new().protection(access).open(name)
     }
 
     /// Opens segment `name` read-write, creating it with `size` bytes if needed.
@@ -326,23 +326,29 @@ impl ShmSegment {
         check_size("(unnamed)", size, what)?;
         let map = sys::shm::Mapping::anonymous(size)
             .map_err(|e| Error::from_io(e, "(unnamed)", what, ""))?;
-        Ok(ShmSegment::wrap(map, None, Access::ReadWrite, None, false))
+        Ok(ShmSegment::wrap(
+            map,
+            None,
+            Protection::ReadWrite,
+            None,
+            false,
+        ))
     }
 
     /// Maps a file (the spec's `hFile` case), all of it. Writes through
-    /// [`Access::ReadWrite`] reach the file (see [`flush`](Self::flush)) and
+    /// [`Protection::ReadWrite`] reach the file (see [`flush`](Self::flush)) and
     /// every process mapping it.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for an empty file (as Windows'
     /// `ERROR_FILE_INVALID`); [`ErrorKind::NotFound`]; OS errors.
-    pub fn map_file(path: impl AsRef<Path>, access: Access) -> Result<ShmSegment> {
+    pub fn map_file(path: impl AsRef<Path>, access: Protection) -> Result<ShmSegment> {
         let path = path.as_ref();
         let shown = path.display().to_string();
         let what = format!("cannot map file {shown}");
         let file = OpenOptions::new()
             .read(true)
-            .write(access == Access::ReadWrite)
+            .write(access == Protection::ReadWrite)
             .open(path)
             .map_err(|e| Error::from_io(e, &shown, &what, ""))?;
         let map = sys::shm::Mapping::map_file(&file, access)
@@ -367,7 +373,7 @@ impl ShmSegment {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for a malformed token, [`ErrorKind::NotFound`]
     /// if the descriptor is not open here.
-    pub fn from_child_token(token: &str, access: Access) -> Result<ShmSegment> {
+    pub fn from_child_token(token: &str, access: Protection) -> Result<ShmSegment> {
         let map = sys::shm::Mapping::from_token(token, access).map_err(|e| {
             Error::from_io(
                 e,
@@ -433,7 +439,7 @@ impl ShmSegment {
     }
 
     /// How it is mapped.
-    pub fn access(&self) -> Access {
+    pub fn protection(&self) -> Protection {
         self.access
     }
 
@@ -448,7 +454,7 @@ impl ShmSegment {
     }
 
     fn bounds(&self, offset: u64, len: usize, write: bool) -> io::Result<usize> {
-        if write && self.access == Access::ReadOnly {
+        if write && self.access == Protection::ReadOnly {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!("shared memory {} is mapped read-only", self.display_name()),
@@ -645,7 +651,7 @@ pub fn list() -> io::Result<Vec<SegmentEntry>> {
                     OwnerState::Dead
                 },
                 os_name: e.os_name,
-                kind: e.kind,
+                kind: e.kind.map(|k| k.as_str().to_owned()),
                 size,
                 owner_pid: e.pid,
             }
@@ -681,11 +687,7 @@ pub fn gc() -> io::Result<Vec<String>> {
             continue;
         }
         if sys::shm::REMOVABLE {
-            let r = match e.kind.as_deref() {
-                Some("mutex") => sys::sync::remove_mutex(&e.os_name),
-                _ => sys::shm::unlink(&e.os_name),
-            };
-            match r {
+            match e.kind.unwrap_or(Kind::Segment).remove(&e.os_name) {
                 Ok(()) => removed.push(e.os_name.clone()),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err),

@@ -47,8 +47,8 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipe::Security;
-use crate::shm::registry;
+use crate::registry::{self, Kind};
+use crate::security::Security;
 use crate::sys::{self, Create, Locked, Wait};
 
 /// Ownership of a name: the registry record, and whether drop removes it.
@@ -58,13 +58,13 @@ struct Ownership {
 }
 
 impl Ownership {
-    fn new(os_name: &str, kind: &'static str, created: bool, name: &str) -> Result<Ownership> {
+    fn new(os_name: &str, kind: Kind, created: bool, name: &str) -> Result<Ownership> {
         let owner = if created {
             Some(registry::register(os_name, kind, 0).map_err(|e| {
                 Error::from_io(
                     e,
                     name,
-                    &format!("cannot record the owner of {kind} {name:?}"),
+                    &format!("cannot record the owner of {} {name:?}", kind.as_str()),
                     "",
                 )
             })?)
@@ -119,7 +119,7 @@ impl NamedMutex {
         let os_name = sys::shm::resolve(name, "mutex")?;
         let (inner, created) =
             sys::sync::Mutex::open(name, &os_name, create, &Security::OwnerOnly)?;
-        let own = Ownership::new(&os_name, "mutex", created, name)?;
+        let own = Ownership::new(&os_name, Kind::Mutex, created, name)?;
         Ok(NamedMutex {
             inner,
             name: name.to_owned(),
@@ -326,7 +326,7 @@ impl NamedEvent {
             mode == EventMode::ManualReset,
             initially_set,
         )?;
-        let own = Ownership::new(&os_name, "event", created, name)?;
+        let own = Ownership::new(&os_name, Kind::Event, created, name)?;
         Ok(NamedEvent {
             inner,
             name: name.to_owned(),

@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use named_ipc::bench_support;
 use named_ipc::channel::{ChannelOptions, ShmReceiver, ShmSender};
 use named_ipc::pipe::{ConnectOptions, ListenerOptions, PipeMode};
-use named_ipc::shm::{Access, ShmSegment};
+use named_ipc::shm::{Protection, ShmSegment};
 use named_ipc::sync::{EventMode, NamedEvent};
 
 use crate::cli::{BenchArgs, BenchPeerArgs, Suite};
@@ -846,7 +846,7 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
                 RawWait::Kernel
             };
             let pp = PingPong::new(size);
-            let seg = ShmSegment::from_child_token(&a.target, Access::ReadWrite)?;
+            let seg = ShmSegment::from_child_token(&a.target, Protection::ReadWrite)?;
             let events = match &a.extra {
                 Some(base) => Some((
                     NamedEvent::open(&format!("{base}-ping"))?,
@@ -893,7 +893,7 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
         }
         "raw-ring" => {
             let r = RawRing::new(size);
-            let seg = ShmSegment::from_child_token(&a.target, Access::ReadWrite)?;
+            let seg = ShmSegment::from_child_token(&a.target, Protection::ReadWrite)?;
             let (head, tail) = (seg.atomic_u64(r.head)?, seg.atomic_u64(r.tail)?);
             let (stop, done) = (seg.atomic_u64(r.stop)?, seg.atomic_u64(r.done)?);
             let mut buf = vec![0u8; size];

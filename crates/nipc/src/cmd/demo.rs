@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use named_ipc::pipe::{ConnectOptions, Framed, ListenerOptions, PipeMode, PipeStream};
-use named_ipc::shm::{Access, ShmSegment};
+use named_ipc::shm::{Protection, ShmSegment};
 use named_ipc::sync::{EventMode, NamedEvent, NamedMutex};
 
 use crate::cli::DemoPeerArgs;
@@ -223,7 +223,7 @@ fn peer_shm(names: &[String]) -> Result<()> {
     let [seg, lock, ready, written, read] = names else {
         bail!("the shm scenario needs five names");
     };
-    let seg = ShmSegment::open(seg, Access::ReadOnly)?;
+    let seg = ShmSegment::open(seg, Protection::ReadOnly)?;
     let lock = NamedMutex::open(lock)?;
     let ready = NamedEvent::open(ready)?;
     let written = NamedEvent::open(written)?;

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use named_ipc::pipe::{
-    list, ConnectOptions, Framed, ListenerOptions, PipeMode, PipeStream, Security,
-};
+use named_ipc::pipe::{list, ConnectOptions, Framed, ListenerOptions, PipeMode, PipeStream};
+use named_ipc::Security;
 
 use crate::cli::{ConnectArgs, Mode, ModeArgs, PipeCommand, RecvArgs, SendArgs, ServeArgs};
 use crate::out;

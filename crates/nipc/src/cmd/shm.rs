@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use named_ipc::shm::{self, Access, OwnerState, SegmentOptions, ShmSegment};
+use named_ipc::shm::{self, OwnerState, Protection, SegmentOptions, ShmSegment};
 
 use crate::cli::{HoldArg, ShmCommand};
 use crate::cmd::pipe::{install_shutdown_handler, seconds, SHUTDOWN};
@@ -86,7 +86,7 @@ fn write(name: &str, text: &str, offset: u64, size: u64, hold: &HoldArg) -> Resu
 }
 
 fn read(name: &str, offset: u64, len: Option<u64>, hex: bool) -> Result<()> {
-    let seg = ShmSegment::open(name, Access::ReadOnly)?;
+    let seg = ShmSegment::open(name, Protection::ReadOnly)?;
     let ctx = || format!("cannot read shared memory {name:?}");
     let size = seg.len() as u64;
     if offset > size {

@@ -21,7 +21,7 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) {
     imp::wake(word, n)
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 mod imp {
     use super::*;
 
@@ -65,7 +65,7 @@ mod imp {
     }
 }
 
-#[cfg(target_vendor = "apple")]
+#[cfg(apple)]
 mod imp {
     use super::*;
 
@@ -107,7 +107,7 @@ mod imp {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+#[cfg(not(any(linux_like, apple)))]
 mod imp {
     use super::*;
     use std::sync::atomic::Ordering;

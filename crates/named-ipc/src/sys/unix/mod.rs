@@ -140,7 +140,7 @@ pub(crate) fn lstat(path: &Path) -> io::Result<libc::stat> {
     Ok(st)
 }
 
-/// The directory of owner records (see `shm::registry`), created private.
+/// The directory of owner records (see `crate::registry`), created private.
 pub(crate) fn registry_dir() -> io::Result<PathBuf> {
     let base = runtime_dir();
     ensure_private_dir("named-ipc registry", &base)?;
@@ -150,9 +150,9 @@ pub(crate) fn registry_dir() -> io::Result<PathBuf> {
 }
 
 /// Security to Unix permission bits.
-pub(crate) fn mode_for(security: &crate::pipe::Security) -> u32 {
+pub(crate) fn mode_for(security: &crate::security::Security) -> u32 {
     match security {
-        crate::pipe::Security::LocalUsers => 0o666,
+        crate::security::Security::LocalUsers => 0o666,
         _ => 0o600,
     }
 }

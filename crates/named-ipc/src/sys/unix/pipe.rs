@@ -18,9 +18,8 @@ use super::{cstr, cvt, cvt_r, ensure_private_dir, lstat, runtime_dir, UserRepr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name;
 use crate::pipe::framing::{encode_header, FrameReader, Received, Source, HEADER_LEN};
-use crate::pipe::{
-    Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode, Security,
-};
+use crate::pipe::{Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode};
+use crate::security::Security;
 use crate::sys::{Backoff, Wait};
 
 /// Frames up to this size (header included) are copied into one buffer and
@@ -36,21 +35,9 @@ const MAX_PATH: usize = {
 
 /// `send` flags: no SIGPIPE where the OS has a per-call flag (macOS uses the
 /// `SO_NOSIGPIPE` socket option instead).
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd"
-))]
+#[cfg(sock_cloexec)]
 const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd"
-)))]
+#[cfg(not(sock_cloexec))]
 const SEND_FLAGS: libc::c_int = 0;
 
 /// Where a pipe lives: its socket path.
@@ -122,13 +109,7 @@ fn unlink(path: &Path) -> io::Result<()> {
     cvt(unsafe { libc::unlink(c.as_ptr()) }).map(drop)
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd"
-)))]
+#[cfg(not(sock_cloexec))]
 fn set_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: fd is an open descriptor we own; F_SETFD only sets its flags.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
@@ -151,13 +132,7 @@ fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 
 /// A new `AF_UNIX` stream socket, close-on-exec, optionally nonblocking.
 fn unix_socket(nonblocking: bool) -> io::Result<OwnedFd> {
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    ))]
+    #[cfg(sock_cloexec)]
     let fd = {
         let mut ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
         if nonblocking {
@@ -168,13 +143,7 @@ fn unix_socket(nonblocking: bool) -> io::Result<OwnedFd> {
         // SAFETY: raw is a fresh descriptor that nothing else owns.
         unsafe { OwnedFd::from_raw_fd(raw) }
     };
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    )))]
+    #[cfg(not(sock_cloexec))]
     let fd = {
         // SAFETY: plain socket(2) call.
         let raw = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) })?;
@@ -188,12 +157,12 @@ fn unix_socket(nonblocking: bool) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-#[cfg(target_vendor = "apple")]
+#[cfg(apple)]
 fn no_sigpipe(fd: &OwnedFd) -> io::Result<()> {
     setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1)
 }
 
-#[cfg(not(target_vendor = "apple"))]
+#[cfg(not(apple))]
 fn no_sigpipe(_fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
@@ -590,13 +559,7 @@ impl Listener {
 }
 
 fn accept_raw(fd: RawFd) -> io::Result<OwnedFd> {
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    ))]
+    #[cfg(sock_cloexec)]
     {
         // SAFETY: fd is a listening socket; we ask for no peer address.
         let raw = cvt_r(|| unsafe {
@@ -610,13 +573,7 @@ fn accept_raw(fd: RawFd) -> io::Result<OwnedFd> {
         // SAFETY: raw is a fresh descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(raw) })
     }
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    )))]
+    #[cfg(not(sock_cloexec))]
     {
         // SAFETY: fd is a listening socket; we ask for no peer address.
         let raw =
@@ -1091,7 +1048,7 @@ impl Stream {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 fn peer_cred(fd: RawFd) -> io::Result<libc::ucred> {
     let mut c = libc::ucred {
         pid: 0,
@@ -1112,17 +1069,17 @@ fn peer_cred(fd: RawFd) -> io::Result<libc::ucred> {
     Ok(c)
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 fn peer_pid(fd: RawFd) -> io::Result<u32> {
     Ok(peer_cred(fd)?.pid as u32)
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 fn peer_uid(fd: RawFd) -> io::Result<u32> {
     Ok(peer_cred(fd)?.uid)
 }
 
-#[cfg(target_vendor = "apple")]
+#[cfg(apple)]
 fn peer_pid(fd: RawFd) -> io::Result<u32> {
     let mut pid: libc::pid_t = 0;
     let mut len = mem::size_of::<libc::pid_t>() as libc::socklen_t;
@@ -1139,7 +1096,7 @@ fn peer_pid(fd: RawFd) -> io::Result<u32> {
     Ok(pid as u32)
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+#[cfg(not(any(linux_like, apple)))]
 fn peer_pid(_fd: RawFd) -> io::Result<u32> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -1147,7 +1104,7 @@ fn peer_pid(_fd: RawFd) -> io::Result<u32> {
     ))
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 fn peer_uid(fd: RawFd) -> io::Result<u32> {
     let mut uid: libc::uid_t = 0;
     let mut gid: libc::gid_t = 0;

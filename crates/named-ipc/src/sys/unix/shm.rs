@@ -10,13 +10,13 @@ use std::ptr::NonNull;
 use super::{cvt, cvt_r};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name;
-use crate::shm::Access;
+use crate::shm::Protection;
 use crate::sys::{Backoff, Wait};
 
 /// Longest POSIX shm name, leading `/` included.
-#[cfg(target_vendor = "apple")]
+#[cfg(apple)]
 const MAX_NAME: usize = 31;
-#[cfg(not(target_vendor = "apple"))]
+#[cfg(not(apple))]
 const MAX_NAME: usize = 255;
 
 /// Unix names outlive their users, so they can (and must) be removed.
@@ -27,13 +27,13 @@ pub(crate) const REMOVABLE: bool = true;
 pub(crate) fn create(
     os_name: &str,
     size: u64,
-    security: &crate::pipe::Security,
+    security: &crate::security::Security,
     exclusive: bool,
 ) -> io::Result<(Mapping, bool)> {
     match Mapping::create(os_name, size, super::mode_for(security)) {
         Ok(m) => Ok((m, true)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !exclusive => {
-            Ok((Mapping::open(os_name, Access::ReadWrite)?, false))
+            Ok((Mapping::open(os_name, Protection::ReadWrite)?, false))
         }
         Err(e) => Err(e),
     }
@@ -63,12 +63,12 @@ fn c_name(os_name: &str) -> io::Result<CString> {
 
 /// macOS declares `shm_open` variadic, so the mode travels promoted to
 /// `c_uint`; elsewhere it is a `mode_t`.
-#[cfg(target_vendor = "apple")]
+#[cfg(apple)]
 fn mode_arg(mode: libc::mode_t) -> libc::c_uint {
     libc::c_uint::from(mode)
 }
 
-#[cfg(not(target_vendor = "apple"))]
+#[cfg(not(apple))]
 fn mode_arg(mode: libc::mode_t) -> libc::mode_t {
     mode
 }
@@ -117,7 +117,7 @@ enum Backing {
     /// check the current size first.
     Resizable,
     /// A sealed memfd: its size cannot change (Linux only).
-    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    #[cfg_attr(not(linux_like), allow(dead_code))]
     Sealed,
 }
 
@@ -146,12 +146,12 @@ impl Drop for Mapping {
     }
 }
 
-fn mmap(fd: RawFd, len: u64, access: Access) -> io::Result<NonNull<u8>> {
+fn mmap(fd: RawFd, len: u64, access: Protection) -> io::Result<NonNull<u8>> {
     let len = usize::try_from(len).map_err(|_| too_big(len))?;
     let (prot, flags) = match access {
-        Access::ReadOnly => (libc::PROT_READ, libc::MAP_SHARED),
-        Access::ReadWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED),
-        Access::CopyOnWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE),
+        Protection::ReadOnly => (libc::PROT_READ, libc::MAP_SHARED),
+        Protection::ReadWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED),
+        Protection::CopyOnWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE),
     };
     // SAFETY: a fresh mapping chosen by the kernel; fd is open.
     let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
@@ -161,15 +161,15 @@ fn mmap(fd: RawFd, len: u64, access: Access) -> io::Result<NonNull<u8>> {
     NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))
 }
 
-fn open_flags(access: Access) -> libc::c_int {
+fn open_flags(access: Protection) -> libc::c_int {
     match access {
-        Access::ReadWrite => libc::O_RDWR,
-        Access::ReadOnly | Access::CopyOnWrite => libc::O_RDONLY,
+        Protection::ReadWrite => libc::O_RDWR,
+        Protection::ReadOnly | Protection::CopyOnWrite => libc::O_RDONLY,
     }
 }
 
 impl Mapping {
-    fn new(fd: OwnedFd, len: u64, access: Access, backing: Backing) -> io::Result<Mapping> {
+    fn new(fd: OwnedFd, len: u64, access: Protection, backing: Backing) -> io::Result<Mapping> {
         let ptr = mmap(fd.as_raw_fd(), len, access)?;
         Ok(Mapping {
             ptr,
@@ -192,7 +192,7 @@ impl Mapping {
             // SAFETY: fd is open.
             cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
             truncate(fd.as_raw_fd(), size)?;
-            Mapping::new(fd, size, Access::ReadWrite, Backing::Resizable)
+            Mapping::new(fd, size, Protection::ReadWrite, Backing::Resizable)
         })();
         if init.is_err() {
             let _ = unlink(os_name);
@@ -202,7 +202,7 @@ impl Mapping {
 
     /// Opens an existing `/NAME`, mapping the size the OS reports. A size of 0
     /// (a creator between `shm_open` and `ftruncate`) is waited out briefly.
-    pub(crate) fn open(os_name: &str, access: Access) -> io::Result<Mapping> {
+    pub(crate) fn open(os_name: &str, access: Protection) -> io::Result<Mapping> {
         let fd = shm_open(os_name, open_flags(access), 0)?;
         let size = wait_for_size(fd.as_raw_fd())?;
         Mapping::new(fd, size, access, Backing::Resizable)
@@ -212,7 +212,7 @@ impl Mapping {
     /// so no holder can pull memory from under another. Elsewhere: a POSIX shm
     /// object unlinked at once.
     pub(crate) fn anonymous(size: u64) -> io::Result<Mapping> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(linux_like)]
         {
             // SAFETY: the name is a NUL-terminated literal.
             let raw = cvt(unsafe {
@@ -227,20 +227,20 @@ impl Mapping {
             let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
             // SAFETY: fd is a memfd created with MFD_ALLOW_SEALING.
             cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
-            Mapping::new(fd, size, Access::ReadWrite, Backing::Sealed)
+            Mapping::new(fd, size, Protection::ReadWrite, Backing::Sealed)
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        #[cfg(not(linux_like))]
         {
             let os_name = format!("/nipc-anon-{}-{:x}", std::process::id(), random_u64());
             let fd = shm_open(&os_name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)?;
             let _ = unlink(&os_name);
             truncate(fd.as_raw_fd(), size)?;
-            Mapping::new(fd, size, Access::ReadWrite, Backing::Resizable)
+            Mapping::new(fd, size, Protection::ReadWrite, Backing::Resizable)
         }
     }
 
     /// Maps a regular file (the spec's `hFile` case).
-    pub(crate) fn map_file(file: &File, access: Access) -> io::Result<Mapping> {
+    pub(crate) fn map_file(file: &File, access: Protection) -> io::Result<Mapping> {
         let size = fd_size(file.as_raw_fd())?;
         if size == 0 {
             return Err(io::Error::new(
@@ -267,7 +267,7 @@ impl Mapping {
     }
 
     /// Maps the segment a parent described with `child_token`.
-    pub(crate) fn from_token(token: &str, access: Access) -> io::Result<Mapping> {
+    pub(crate) fn from_token(token: &str, access: Protection) -> io::Result<Mapping> {
         let fd = RawFd::try_from(crate::sys::parse_token(token, "fd")?)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "descriptor out of range"))?;
         // Check that it is an open descriptor before taking ownership of it.
@@ -305,7 +305,7 @@ impl Mapping {
             ));
         }
         let backing = backing_of(fd.as_raw_fd());
-        Mapping::new(fd, size, Access::ReadWrite, backing)
+        Mapping::new(fd, size, Protection::ReadWrite, backing)
     }
 
     /// The segment's descriptor.
@@ -338,7 +338,7 @@ impl Mapping {
 
 /// Sealed against shrinking (a Linux memfd we made), or resizable.
 fn backing_of(fd: RawFd) -> Backing {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     {
         // SAFETY: F_GET_SEALS only reads the descriptor's seals.
         let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
@@ -367,7 +367,7 @@ fn wait_for_size(fd: RawFd) -> io::Result<u64> {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

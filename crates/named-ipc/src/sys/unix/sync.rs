@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::futex;
 use super::shm::Mapping;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipe::Security;
-use crate::shm::Access;
+use crate::security::Security;
+use crate::shm::Protection;
 use crate::sync::header::{self, Verdict, WrongKind, HEADER_LEN, STATE_INIT, STATE_READY, VERSION};
 use crate::sys::{Backoff, Create, Locked, Wait};
 
@@ -98,7 +98,7 @@ fn open_object(
             Err(e) => return Err(Error::from_io(e, name, &what("create"), "")),
         }
     }
-    let map = Mapping::open(os_name, Access::ReadWrite).map_err(|e| {
+    let map = Mapping::open(os_name, Protection::ReadWrite).map_err(|e| {
         Error::from_io(
             e,
             name,
@@ -247,10 +247,10 @@ impl Event {
 
 // --------------------------------------------------------------------- mutex --
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 pub(crate) use robust::{remove_mutex, Mutex, MutexGuard};
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 mod robust {
     use super::*;
 
@@ -390,10 +390,10 @@ mod robust {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 pub(crate) use flocked::{remove_mutex, Mutex, MutexGuard};
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 mod flocked {
     use super::*;
     use std::fs::{File, OpenOptions};

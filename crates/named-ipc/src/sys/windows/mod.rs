@@ -235,7 +235,7 @@ impl Overlapped {
     }
 }
 
-/// The directory of owner records (see `shm::registry`):
+/// The directory of owner records (see `crate::registry`):
 /// `%LOCALAPPDATA%\named-ipc\objects`, private to the user like its parent.
 pub(crate) fn registry_dir() -> io::Result<std::path::PathBuf> {
     let dir = std::env::var_os("LOCALAPPDATA")

@@ -36,9 +36,8 @@ use super::{cvt, owned, raw, wide, Overlapped, Started, UserRepr};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::{self, PIPE_PREFIX};
 use crate::pipe::framing::Received;
-use crate::pipe::{
-    Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode, Security,
-};
+use crate::pipe::{Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode};
+use crate::security::Security;
 use crate::sys::{Backoff, Wait};
 
 /// The whole `\\.\pipe\NAME` string may be at most this many UTF-16 units.

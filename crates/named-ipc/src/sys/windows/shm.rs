@@ -22,7 +22,7 @@ use super::security::SecurityDescriptor;
 use super::{owned, raw, wide};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::{self, LOCAL_PREFIX};
-use crate::shm::Access;
+use crate::shm::Protection;
 
 /// Longest kernel object name (UTF-16 units).
 const MAX_NAME: usize = 260;
@@ -56,10 +56,10 @@ pub(crate) const REMOVABLE: bool = false;
 pub(crate) fn create(
     os_name: &str,
     size: u64,
-    security: &crate::pipe::Security,
+    security: &crate::security::Security,
     exclusive: bool,
 ) -> io::Result<(Mapping, bool)> {
-    let sd = SecurityDescriptor::default_for(*security == crate::pipe::Security::LocalUsers)?;
+    let sd = SecurityDescriptor::default_for(*security == crate::security::Security::LocalUsers)?;
     Mapping::create_section(os_name, size, &sd, exclusive)
 }
 
@@ -126,11 +126,11 @@ impl Drop for Mapping {
     }
 }
 
-fn view_access(access: Access) -> u32 {
+fn view_access(access: Protection) -> u32 {
     match access {
-        Access::ReadOnly => FILE_MAP_READ,
-        Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
-        Access::CopyOnWrite => FILE_MAP_COPY,
+        Protection::ReadOnly => FILE_MAP_READ,
+        Protection::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
+        Protection::CopyOnWrite => FILE_MAP_COPY,
     }
 }
 
@@ -170,7 +170,11 @@ fn section_size(section: HANDLE, view: *mut c_void) -> io::Result<u64> {
     Ok(mbi.RegionSize as u64)
 }
 
-fn map_view(section: OwnedHandle, access: Access, known_len: Option<u64>) -> io::Result<Mapping> {
+fn map_view(
+    section: OwnedHandle,
+    access: Protection,
+    known_len: Option<u64>,
+) -> io::Result<Mapping> {
     // SAFETY: a fresh view of a section handle we own; 0 length maps it whole.
     let view = unsafe { MapViewOfFile(raw(&section), view_access(access), 0, 0, 0) };
     let ptr = NonNull::new(view.Value.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
@@ -222,14 +226,14 @@ impl Mapping {
             return Err(io::Error::from_raw_os_error(ERROR_ALREADY_EXISTS as i32));
         }
         let known = if existed { None } else { Some(size) };
-        Ok((map_view(section, Access::ReadWrite, known)?, !existed))
+        Ok((map_view(section, Protection::ReadWrite, known)?, !existed))
     }
 
-    pub(crate) fn open(os_name: &str, access: Access) -> io::Result<Mapping> {
+    pub(crate) fn open(os_name: &str, access: Protection) -> io::Result<Mapping> {
         let w = wide(os_name);
         let desired = match access {
-            Access::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
-            Access::ReadOnly | Access::CopyOnWrite => FILE_MAP_READ,
+            Protection::ReadWrite => FILE_MAP_READ | FILE_MAP_WRITE,
+            Protection::ReadOnly | Protection::CopyOnWrite => FILE_MAP_READ,
         };
         // SAFETY: w is NUL-terminated.
         let mut h = unsafe { OpenFileMappingW(desired | SECTION_QUERY, 0, w.as_ptr()) };
@@ -256,10 +260,10 @@ impl Mapping {
             )
         };
         let section = owned(h, std::ptr::null_mut())?;
-        map_view(section, Access::ReadWrite, Some(size))
+        map_view(section, Protection::ReadWrite, Some(size))
     }
 
-    pub(crate) fn map_file(file: &File, access: Access) -> io::Result<Mapping> {
+    pub(crate) fn map_file(file: &File, access: Protection) -> io::Result<Mapping> {
         let size = file.metadata()?.len();
         if size == 0 {
             return Err(io::Error::new(
@@ -268,9 +272,9 @@ impl Mapping {
             ));
         }
         let protect = match access {
-            Access::ReadOnly => PAGE_READONLY,
-            Access::ReadWrite => PAGE_READWRITE,
-            Access::CopyOnWrite => PAGE_WRITECOPY,
+            Protection::ReadOnly => PAGE_READONLY,
+            Protection::ReadWrite => PAGE_READWRITE,
+            Protection::CopyOnWrite => PAGE_WRITECOPY,
         };
         // SAFETY: the file handle is open for the duration of the call; size 0
         // maps the whole file; no name.
@@ -310,7 +314,7 @@ impl Mapping {
         Ok(format!("handle:{h}"))
     }
 
-    pub(crate) fn from_token(token: &str, access: Access) -> io::Result<Mapping> {
+    pub(crate) fn from_token(token: &str, access: Protection) -> io::Result<Mapping> {
         let value = usize::try_from(crate::sys::parse_token(token, "handle")?)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "handle out of range"))?;
         if value == 0 {
@@ -327,7 +331,7 @@ impl Mapping {
 
     /// Maps a whole section we were given (the channel handshake).
     pub(crate) fn from_section(section: OwnedHandle) -> io::Result<Mapping> {
-        map_view(section, Access::ReadWrite, None)
+        map_view(section, Protection::ReadWrite, None)
     }
 
     /// The section handle.
@@ -356,5 +360,5 @@ impl Mapping {
 
 /// The size of the section `os_name`, without keeping it mapped.
 pub(crate) fn object_size(os_name: &str) -> io::Result<u64> {
-    Mapping::open(os_name, Access::ReadOnly).map(|m| m.len() as u64)
+    Mapping::open(os_name, Protection::ReadOnly).map(|m| m.len() as u64)
 }

@@ -18,7 +18,7 @@ use windows_sys::Win32::System::Threading::{
 use super::security::SecurityDescriptor;
 use super::{cvt, owned, raw, wide};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipe::Security;
+use crate::security::Security;
 use crate::sys::{Create, Locked, Wait};
 
 /// `EVENT_QUERY_STATE`: lets NtQueryEvent tell auto- from manual-reset.

@@ -19,13 +19,52 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::sys;
+
+/// What kind of object a record describes, and how to remove one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Segment,
+    Mutex,
+    Event,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Segment => "segment",
+            Kind::Mutex => "mutex",
+            Kind::Event => "event",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "segment" => Kind::Segment,
+            "mutex" => Kind::Mutex,
+            "event" => Kind::Event,
+            _ => return None,
+        })
+    }
+
+    /// Removes the OS object of this kind called `os_name` (Unix; Windows
+    /// objects vanish with their last handle).
+    pub(crate) fn remove(self, os_name: &str) -> io::Result<()> {
+        match self {
+            Kind::Segment => sys::shm::unlink(os_name),
+            Kind::Mutex => sys::sync::remove_mutex(os_name),
+            Kind::Event => sys::sync::remove_event(os_name),
+        }
+    }
+}
+
 /// A record of an object we created, with the liveness lock held.
 #[derive(Debug)]
 pub(crate) struct Owner {
     lock: File,
     dir: PathBuf,
     file: String,
-    kind: &'static str,
+    kind: Kind,
     size: u64,
 }
 
@@ -33,7 +72,7 @@ pub(crate) struct Owner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) os_name: String,
-    pub(crate) kind: Option<String>,
+    pub(crate) kind: Option<Kind>,
     pub(crate) pid: Option<u32>,
     pub(crate) size: Option<u64>,
     pub(crate) kept: bool,
@@ -70,16 +109,14 @@ pub(crate) fn decode(file: &str) -> Option<String> {
 }
 
 /// Parses a record; unknown keys and malformed lines are skipped.
-pub(crate) fn parse(text: &str) -> (Option<String>, Option<u32>, Option<u64>, bool) {
+pub(crate) fn parse(text: &str) -> (Option<Kind>, Option<u32>, Option<u64>, bool) {
     let (mut kind, mut pid, mut size, mut kept) = (None, None, None, false);
     for line in text.lines().take(32) {
         let Some((k, v)) = line.split_once('=') else {
             continue;
         };
         match k.trim() {
-            "kind" if v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                kind = Some(v.to_owned())
-            }
+            "kind" => kind = Kind::parse(v.trim()),
             "pid" => pid = v.trim().parse().ok(),
             "size" => size = v.trim().parse().ok(),
             "kept" => kept = v.trim() == "1",
@@ -89,9 +126,10 @@ pub(crate) fn parse(text: &str) -> (Option<String>, Option<u32>, Option<u64>, bo
     (kind, pid, size, kept)
 }
 
-fn record_text(kind: &str, size: u64, kept: bool) -> String {
+fn record_text(kind: Kind, size: u64, kept: bool) -> String {
     format!(
-        "kind={kind}\npid={}\nsize={size}\nkept={}\n",
+        "kind={}\npid={}\nsize={size}\nkept={}\n",
+        kind.as_str(),
         std::process::id(),
         u8::from(kept)
     )
@@ -107,8 +145,8 @@ fn write_record(dir: &Path, file: &str, text: &str) -> io::Result<()> {
 }
 
 /// Records that this process created `os_name`, and holds its liveness lock.
-pub(crate) fn register(os_name: &str, kind: &'static str, size: u64) -> io::Result<Owner> {
-    let dir = crate::sys::registry_dir()?;
+pub(crate) fn register(os_name: &str, kind: Kind, size: u64) -> io::Result<Owner> {
+    let dir = sys::registry_dir()?;
     let file = encode(os_name);
     let lock = OpenOptions::new()
         .create(true)
@@ -155,7 +193,7 @@ impl Owner {
 
 /// Removes the record of `os_name`, if any.
 pub(crate) fn forget(os_name: &str) {
-    if let Ok(dir) = crate::sys::registry_dir() {
+    if let Ok(dir) = sys::registry_dir() {
         let file = encode(os_name);
         let _ = fs::remove_file(dir.join(format!("{file}.owner")));
         let _ = fs::remove_file(dir.join(format!("{file}.lock")));
@@ -164,7 +202,7 @@ pub(crate) fn forget(os_name: &str) {
 
 /// Every record, with whether its owner still holds the lock.
 pub(crate) fn entries() -> io::Result<Vec<Entry>> {
-    let dir = crate::sys::registry_dir()?;
+    let dir = sys::registry_dir()?;
     let mut out = Vec::new();
     for ent in fs::read_dir(&dir)? {
         let ent = ent?;
@@ -230,7 +268,7 @@ mod tests {
     #[test]
     fn records_parse() {
         let r = parse("kind=segment\npid=42\nsize=4096\nkept=1\nfuture=x\n");
-        assert_eq!(r, (Some("segment".into()), Some(42), Some(4096), true));
+        assert_eq!(r, (Some(Kind::Segment), Some(42), Some(4096), true));
         assert_eq!(
             parse("garbage\n=\npid=-1\nkind=a b"),
             (None, None, None, false)
