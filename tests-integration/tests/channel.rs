@@ -110,9 +110,10 @@ fn zero_copy_send_and_receive() {
     let c = connect(&name);
     let written = c
         .send_with(1000, |buf| {
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = (i % 256) as u8;
-            }
+            let bytes: Vec<u8> = (0..1000).map(|i| (i % 256) as u8).collect();
+            assert!(buf.write_at(0, &bytes[..600]));
+            assert!(buf.write_at(600, &bytes[600..]));
+            assert!(!buf.write_at(999, b"xy"), "a write past the end is refused");
             buf.len()
         })
         .unwrap();
@@ -120,8 +121,17 @@ fn zero_copy_send_and_receive() {
     let sum = c
         .recv_with(|msg| {
             assert_eq!(msg.len(), 1000);
-            assert!(msg.iter().enumerate().all(|(i, &b)| b == (i % 256) as u8));
-            msg.iter().map(|&b| u64::from(b)).sum::<u64>()
+            let v = msg.to_vec();
+            assert!(v.iter().enumerate().all(|(i, &b)| b == (i % 256) as u8));
+            let mut tail = [0u8; 2];
+            assert!(msg.read_at(998, &mut tail));
+            assert!(
+                !msg.read_at(999, &mut tail),
+                "a read past the end is refused"
+            );
+            assert_eq!(msg.get(999), Some((999 % 256) as u8));
+            assert_eq!(msg.get(1000), None);
+            v.iter().map(|&b| u64::from(b)).sum::<u64>()
         })
         .unwrap()
         .unwrap();
@@ -129,9 +139,27 @@ fn zero_copy_send_and_receive() {
     // Larger than one record: not in place, but still delivered.
     let big = payload(5, 100_000);
     c.send(&big).unwrap();
-    assert!(c.recv_with(|m| m == big.as_slice()).unwrap().unwrap());
+    assert!(c.recv_with(|m| m.to_vec() == big).unwrap().unwrap());
     let e = c.send_with(c.max_in_place() + 1, |_| ()).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+/// The `unsafe` slice route, for peers whose code you trust.
+#[test]
+#[allow(unsafe_code)]
+fn zero_copy_slices_for_trusted_peers() {
+    let (_srv, name) = echo(65536);
+    let c = connect(&name);
+    c.send_with(16, |buf| {
+        // SAFETY: the peer is our own echo server, which never writes into a
+        // record before it has been sent.
+        unsafe { buf.as_mut_slice() }.copy_from_slice(&[9; 16]);
+    })
+    .unwrap();
+    // SAFETY: as above; the echo server never writes into our receive ring's
+    // records after committing them.
+    let same = c.recv_with(|m| unsafe { m.as_slice() } == [9; 16]);
+    assert!(same.unwrap().unwrap());
 }
 
 #[test]
@@ -394,4 +422,97 @@ fn split_halves_work_from_their_own_threads() {
     // and closes its own, which the receiver reads as the end.
     drop(tx);
     assert_eq!(rx.recv().unwrap(), None);
+}
+
+/// A server and a client in this process, on a small ring.
+fn local_pair(capacity: usize) -> (ShmStream, ShmStream) {
+    let name = unique("local");
+    let l = ChannelOptions::new()
+        .capacity(capacity)
+        .bind(&name)
+        .unwrap();
+    let c = std::thread::spawn(move || ShmStream::connect_timeout(&name, STEP).unwrap());
+    let s = l.accept_timeout(STEP).unwrap();
+    (s, c.join().unwrap())
+}
+
+/// A send whose write timeout runs out after part of a large message is in
+/// the ring must not report success (the rest would be lost, or sent later
+/// into the middle of the next message): it gets a grace period, then closes
+/// the sending direction, and the receiver gets an error instead of a cut
+/// message.
+#[test]
+fn a_send_stuck_part_way_closes_the_sending_side() {
+    with_watchdog("stuck send", || {
+        let (s, c) = local_pair(4096);
+        let big = payload(1, 20_000);
+        let t = Instant::now();
+        let e = c
+            .send_timeout(&big, Duration::from_millis(50))
+            .expect_err("a send that could not finish reported success");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("sending side is closed"), "{e}");
+        eprintln!("stuck send gave up after {:?}", t.elapsed());
+        // Every later send fails the same way; nothing more enters the ring.
+        assert_eq!(
+            c.send(b"next").unwrap_err().kind(),
+            std::io::ErrorKind::TimedOut
+        );
+        assert!(c.flush().is_err());
+        // The receiver sees the message cut, as an error, never as a message.
+        let e = s.recv_timeout(STEP).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+        assert!(e.to_string().contains("in the middle of a message"), "{e}");
+        // The other direction still works.
+        s.send(b"still here").unwrap();
+        assert_eq!(c.recv().unwrap().unwrap(), b"still here");
+    });
+}
+
+/// A stuck send that the peer unblocks within the grace period completes.
+#[test]
+fn a_send_stuck_part_way_finishes_when_the_peer_reads_in_time() {
+    with_watchdog("grace", || {
+        let (s, c) = local_pair(4096);
+        let big = payload(2, 20_000);
+        let reader = std::thread::spawn(move || {
+            // A slow peer: it starts reading only after the sender's timeout
+            // has run out (a delay we inject, not a wait for readiness).
+            std::thread::sleep(Duration::from_millis(200));
+            let got = s.recv().unwrap().unwrap();
+            (s, got)
+        });
+        c.send_timeout(&big, Duration::from_millis(50)).unwrap();
+        let (s, got) = reader.join().unwrap();
+        assert_eq!(got, big);
+        c.send(b"after").unwrap();
+        assert_eq!(s.recv().unwrap().unwrap(), b"after");
+    });
+}
+
+/// `try_send` sends a whole message or nothing: a message of several records
+/// that does not fit in the free space now leaves no record behind.
+#[test]
+fn try_send_is_all_or_nothing() {
+    let (s, c) = local_pair(4096);
+    c.try_send(&payload(0, 2000)).unwrap();
+    let three_records = payload(1, 2500);
+    assert_eq!(
+        c.try_send(&three_records).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    assert_eq!(s.try_recv().unwrap().unwrap(), payload(0, 2000));
+    assert_eq!(
+        s.try_recv().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a refused try_send left part of its message in the ring"
+    );
+    // Now it fits.
+    c.try_send(&three_records).unwrap();
+    assert_eq!(s.try_recv().unwrap().unwrap(), three_records);
+    // Larger than the ring: never without waiting.
+    assert_eq!(
+        c.try_send(&payload(2, 10_000)).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
 }

@@ -36,6 +36,7 @@ mod error;
 pub mod name;
 pub mod os;
 pub mod pipe;
+mod proto;
 mod registry;
 pub mod security;
 pub mod shm;

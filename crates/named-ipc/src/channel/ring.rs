@@ -187,22 +187,8 @@ impl<'a, M: Memory> Producer<'a, M> {
         } else {
             (None, pos, need)
         };
-        if self.cap - (self.tail - self.head_seen) < total {
-            let head = self.ctl.head.0.load(Ordering::Acquire);
-            if head > self.tail
-                || self.tail - head > self.cap
-                || !head.is_multiple_of(8)
-                || head < self.head_seen
-            {
-                return Err(corrupt(format!(
-                    "the consumer's position {head} is impossible (ours is {}, capacity {})",
-                    self.tail, self.cap
-                )));
-            }
-            self.head_seen = head;
-            if self.cap - (self.tail - head) < total {
-                return Ok(None);
-            }
+        if !self.has_room(total)? {
+            return Ok(None);
         }
         Ok(Some(Reservation {
             offset: start as usize + HDR,
@@ -210,6 +196,48 @@ impl<'a, M: Memory> Producer<'a, M> {
             pad,
             need: total,
         }))
+    }
+
+    /// Whether `bytes` more fit now; re-reads (and validates) the consumer's
+    /// position only when the last one seen leaves too little room.
+    fn has_room(&mut self, bytes: u64) -> Result<bool, Corrupt> {
+        if self.cap - (self.tail - self.head_seen) >= bytes {
+            return Ok(true);
+        }
+        let head = self.ctl.head.0.load(Ordering::Acquire);
+        if head > self.tail
+            || self.tail - head > self.cap
+            || !head.is_multiple_of(8)
+            || head < self.head_seen
+        {
+            return Err(corrupt(format!(
+                "the consumer's position {head} is impossible (ours is {}, capacity {})",
+                self.tail, self.cap
+            )));
+        }
+        self.head_seen = head;
+        Ok(self.cap - (self.tail - head) >= bytes)
+    }
+
+    /// Whether records with these payload lengths (each at most
+    /// [`max_chunk`](Self::max_chunk)) would all fit now, padding included:
+    /// a message that fits is sent without waiting, all or nothing.
+    pub(crate) fn fits(&mut self, lens: impl Iterator<Item = usize>) -> Result<bool, Corrupt> {
+        let mut pos = self.tail % self.cap;
+        let mut total = 0u64;
+        for len in lens {
+            let need = (HDR + pad8(len)) as u64;
+            if self.cap - pos < need {
+                total += self.cap - pos;
+                pos = 0;
+            }
+            total += need;
+            pos = (pos + need) % self.cap;
+            if total > self.cap {
+                return Ok(false);
+            }
+        }
+        self.has_room(total)
     }
 
     /// Writes `src` into a reservation's payload area.
@@ -341,6 +369,13 @@ impl<'a, M: Memory> Consumer<'a, M> {
             }
             if flags & !FLAG_MORE != 0 {
                 return Err(corrupt(format!("a record has unknown flags {flags:#x}")));
+            }
+            if flags & FLAG_MORE != 0 && len == 0 {
+                // A producer never sends one; a stream of them would let a peer
+                // keep a receiver busy without making progress.
+                return Err(corrupt(format!(
+                    "an empty record at offset {pos} says more of its message follows"
+                )));
             }
             let need = (HDR + pad8(len)) as u64;
             if len > max_chunk(self.cap as usize) || need > to_end || need > avail {
@@ -489,16 +524,47 @@ mod tests {
         for i in 0..200u32 {
             let len = (i % 9) as usize;
             let msg: Vec<u8> = (0..len).map(|k| (i as u8).wrapping_add(k as u8)).collect();
-            while p.push(&msg, i % 3 == 0).unwrap().is_none() {
+            // An empty record never says "more" (the consumer refuses that).
+            let more = i % 3 == 0 && len > 0;
+            while p.push(&msg, more).unwrap().is_none() {
                 let (got, more) = pop(&mut c).expect("full ring must have something");
                 assert_eq!(Some((got, more)), expect.pop_front());
             }
-            expect.push_back((msg, i % 3 == 0));
+            expect.push_back((msg, more));
         }
         while let Some(x) = pop(&mut c) {
             assert_eq!(Some(x), expect.pop_front());
         }
         assert!(expect.is_empty());
+    }
+
+    #[test]
+    fn fits_counts_padding_and_the_consumer_position() {
+        let ctl = Control::new();
+        let heap = Heap(RefCell::new(vec![0; 64]));
+        let mut p = Producer::new(&ctl, &heap);
+        let mut c = Consumer::new(&ctl, &heap);
+        // 64 bytes: four 16-byte records (8 header + 8 payload) fill it.
+        assert!(p.fits([8, 8, 8, 8].into_iter()).unwrap());
+        assert!(!p.fits([8, 8, 8, 8, 0].into_iter()).unwrap());
+        p.push(&[1; 8], false).unwrap().unwrap();
+        p.push(&[1; 8], false).unwrap().unwrap();
+        p.push(&[1; 8], false).unwrap().unwrap();
+        // 16 bytes left at the end: one record fits, a second needs a wrap
+        // into space the consumer has not freed.
+        assert!(p.fits([8].into_iter()).unwrap());
+        assert!(!p.fits([8, 1].into_iter()).unwrap());
+        pop(&mut c).unwrap();
+        c.publish();
+        assert!(p.fits([8, 1].into_iter()).unwrap());
+        // A record that would not fit before the end pays for padding.
+        p.push(&[1; 1], false).unwrap().unwrap(); // 16 bytes at 48..64
+        pop(&mut c).unwrap();
+        pop(&mut c).unwrap();
+        c.publish();
+        // tail at 64 (offset 0), head at 48: 48 bytes free.
+        assert!(p.fits([8, 8, 8].into_iter()).unwrap());
+        assert!(!p.fits([8, 8, 8, 0].into_iter()).unwrap());
     }
 
     #[test]
@@ -520,6 +586,14 @@ mod tests {
         (&heap).write(0, &header(0, 0x40));
         ctl.tail.0.store(8, Ordering::SeqCst);
         assert!(c.peek().unwrap_err().0.contains("unknown flags"));
+
+        // An empty record that says more follows: a producer never writes
+        // one, and a stream of them would make no progress.
+        let ctl = Control::new();
+        let mut c = Consumer::new(&ctl, &heap);
+        (&heap).write(0, &header(0, FLAG_MORE));
+        ctl.tail.0.store(8, Ordering::SeqCst);
+        assert!(c.peek().unwrap_err().0.contains("empty record"));
 
         let ctl = Control::new();
         let mut p = Producer::new(&ctl, &heap);

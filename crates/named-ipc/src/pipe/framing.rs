@@ -15,11 +15,21 @@
 //! anything, and a stream that ends inside a frame gives
 //! [`io::ErrorKind::UnexpectedEof`]. Either error poisons the reader: the byte
 //! stream can no longer be trusted to be at a frame boundary, so every later call
-//! returns the same error.
+//! returns the same error. A receiver never reserves memory for a length it was
+//! told: its buffer grows as the payload arrives.
+//!
+//! A sender returns `Ok` only once the whole frame was written. If the writer
+//! times out (or would block) before the first byte, nothing was sent; if it
+//! stops part-way, the sender keeps trying for up to a second and otherwise
+//! poisons itself: every later send fails, rather than putting a frame after a
+//! cut one.
 
-use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::proto::frame::{Decoder, Plain};
+use crate::proto::send::{Outgoing, SendState, Sink};
+use crate::sys::Wait;
 
 /// Size of the length prefix in bytes.
 pub const HEADER_LEN: usize = 4;
@@ -30,22 +40,12 @@ pub const DEFAULT_MAX_MESSAGE: u32 = 16 << 20;
 /// The largest message the wire format can carry: 4 GiB − 1.
 pub const MAX_MESSAGE_LIMIT: u32 = u32::MAX;
 
-/// Bytes buffered per reader: small messages arrive with their header in one read.
-const READ_BUF: usize = 8 * 1024;
-
 /// Encodes the length prefix of a frame.
 ///
 /// # Errors
 /// [`io::ErrorKind::InvalidInput`] if `len` does not fit in a `u32`.
 pub fn encode_header(len: usize) -> io::Result<[u8; HEADER_LEN]> {
-    u32::try_from(len).map(u32::to_le_bytes).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a message of {len} bytes is too large: the limit is {MAX_MESSAGE_LIMIT} bytes"
-            ),
-        )
-    })
+    crate::proto::send::encode_header(len)
 }
 
 /// Result of a partial message read: [`PipeStream::recv_slice`] and
@@ -68,392 +68,44 @@ impl Received {
     }
 }
 
-/// A receive buffer at least this large is read into directly (header and
-/// payload in one OS call) instead of through the reader's own buffer.
-const SCATTER_MIN: usize = 256;
+/// The [`Sink`] for any writer: writes header and payload with one vectored
+/// write where the writer supports it. A writer that times out or would block
+/// part-way through a frame is retried, with short sleeps, until the grace
+/// deadline the send driver sets.
+struct WriteSink<'a, W: ?Sized>(&'a mut W);
 
-/// Where a [`FrameReader`] gets its bytes. The defaults work for any `Read`;
-/// the Unix socket overrides them to read straight into the caller's buffer.
-pub(crate) trait Source: Read {
-    /// Appends up to `max` bytes to `out`, returning how many; 0 means end of
-    /// stream. On error, bytes appended before it stay in `out`.
-    fn read_append(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        let before = out.len();
-        <&mut Self as Read>::take(self, max as u64).read_to_end(out)?;
-        Ok(out.len() - before)
-    }
-
-    /// Reads the 4 header bytes into `head` and what follows into the spare
-    /// capacity of `out`, in one OS call, returning the total. `None`: not
-    /// supported by this source.
-    fn read_head_and_append(
-        &mut self,
-        head: &mut [u8; HEADER_LEN],
-        out: &mut Vec<u8>,
-    ) -> Option<io::Result<usize>> {
-        let _ = (head, out);
-        None
-    }
-}
-
-/// Any reader as a [`Source`], without the fast paths.
-pub(crate) struct Plain<'a, R: ?Sized>(pub(crate) &'a mut R);
-
-impl<R: Read + ?Sized> Read for Plain<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl<R: Read + ?Sized> Source for Plain<'_, R> {}
-
-/// Outcome of [`FrameReader::read_head_direct`].
-enum Direct {
-    /// A header was read and the payload so far is in the caller's buffer.
-    Header,
-    /// Clean end of stream at a message boundary.
-    End,
-    /// Not possible here, or only part of a header arrived (now buffered):
-    /// continue on the ordinary path.
-    Fallback,
-}
-
-/// Sticky error of a reader whose stream lost frame sync.
-#[derive(Clone)]
-struct Poison {
-    kind: io::ErrorKind,
-    message: String,
-}
-
-impl Poison {
-    fn to_io(&self) -> io::Error {
-        io::Error::new(self.kind, self.message.clone())
-    }
-}
-
-impl fmt::Debug for Poison {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self.message)
-    }
-}
-
-/// The buffered frame reader behind Unix message mode, [`Framed`] and
-/// [`FrameDecoder`]. It never loses bytes: a read interrupted by a timeout or
-/// `WouldBlock` keeps what arrived and resumes on the next call.
-#[derive(Debug)]
-pub(crate) struct FrameReader {
-    max: u32,
-    /// What the stream is, for error messages (e.g. `pipe "jobs"`).
-    label: String,
-    buf: Vec<u8>,
-    lo: usize,
-    hi: usize,
-    /// `Some(n)` while inside a message: `n` payload bytes still unread from
-    /// `buf` and the stream.
-    remaining: Option<u32>,
-    /// Length of the current message, for error messages.
-    total: u32,
-    /// Payload of the current message already read but not yet handed out.
-    stash: Vec<u8>,
-    poison: Option<Poison>,
-}
-
-impl FrameReader {
-    pub(crate) fn new(max: u32, label: String) -> FrameReader {
-        FrameReader {
-            max,
-            label,
-            buf: Vec::new(),
-            lo: 0,
-            hi: 0,
-            remaining: None,
-            total: 0,
-            stash: Vec::new(),
-            poison: None,
-        }
-    }
-
-    pub(crate) fn max(&self) -> u32 {
-        self.max
-    }
-
-    /// Whether nothing has been read or buffered yet.
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn is_fresh(&self) -> bool {
-        self.at_boundary() && self.buf.is_empty() && self.poison.is_none()
-    }
-
-    fn poison(&mut self, kind: io::ErrorKind, message: String) -> io::Error {
-        let p = Poison { kind, message };
-        let e = p.to_io();
-        self.poison = Some(p);
-        e
-    }
-
-    fn check_poison(&self) -> io::Result<()> {
-        match &self.poison {
-            Some(p) => Err(p.to_io()),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether the reader is between messages with nothing buffered: the clean
-    /// place for a stream to end.
-    fn at_boundary(&self) -> bool {
-        self.remaining.is_none() && self.lo == self.hi
-    }
-
-    /// Reads the next header. `Ok(None)`: clean end of stream.
-    fn read_header<R: Read>(&mut self, r: &mut R) -> io::Result<Option<u32>> {
+impl<W: Write + ?Sized> Sink for WriteSink<'_, W> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+        let [a, b] = out.rest();
+        let bufs = [io::IoSlice::new(a), io::IoSlice::new(b)];
+        let bufs = if a.is_empty() { &bufs[1..] } else { &bufs[..] };
+        let mut pause = Duration::from_millis(1);
         loop {
-            if self.hi - self.lo >= HEADER_LEN {
-                let mut h = [0u8; HEADER_LEN];
-                h.copy_from_slice(&self.buf[self.lo..self.lo + HEADER_LEN]);
-                self.lo += HEADER_LEN;
-                let len = u32::from_le_bytes(h);
-                if len > self.max {
-                    return Err(self.too_large(len));
-                }
-                self.remaining = Some(len);
-                self.total = len;
-                return Ok(Some(len));
-            }
-            if self.buf.is_empty() {
-                self.buf = vec![0; READ_BUF];
-            }
-            if self.lo > 0 {
-                self.buf.copy_within(self.lo..self.hi, 0);
-                self.hi -= self.lo;
-                self.lo = 0;
-            }
-            let n = r.read(&mut self.buf[self.hi..])?;
-            if n == 0 {
-                if self.hi == 0 {
-                    return Ok(None);
-                }
-                let got = self.hi;
-                return Err(self.poison(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "{}: the peer closed the stream inside a message header \
-                         ({got} of {HEADER_LEN} length bytes received)",
-                        self.label
-                    ),
-                ));
-            }
-            self.hi += n;
-        }
-    }
-
-    fn truncated(&mut self, unread: u32) -> io::Error {
-        let got = self.total - unread;
-        let total = self.total;
-        self.poison(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "{}: the peer closed the stream in the middle of a {total}-byte message \
-                 ({got} bytes received)",
-                self.label
-            ),
-        )
-    }
-
-    /// Receives one whole message into `out` (replacing its contents).
-    /// `Ok(None)`: the stream ended cleanly at a message boundary.
-    pub(crate) fn recv_into<S: Source>(
-        &mut self,
-        r: &mut S,
-        out: &mut Vec<u8>,
-    ) -> io::Result<Option<usize>> {
-        self.check_poison()?;
-        out.clear();
-        if self.remaining.is_none() {
-            let fast = self.lo == self.hi && out.capacity() >= SCATTER_MIN;
-            match if fast {
-                self.read_head_direct(r, out)?
-            } else {
-                Direct::Fallback
-            } {
-                Direct::Header => {}
-                Direct::End => return Ok(None),
-                Direct::Fallback => {
-                    if self.read_header(r)?.is_none() {
-                        return Ok(None);
-                    }
-                }
-            }
-        } else if !self.stash.is_empty() {
-            // Resume a message interrupted by a timeout or WouldBlock.
-            std::mem::swap(out, &mut self.stash);
-        }
-        let mut rem = self.remaining.unwrap_or(0);
-        out.reserve(rem as usize);
-        let take = (rem as usize).min(self.hi - self.lo);
-        out.extend_from_slice(&self.buf[self.lo..self.lo + take]);
-        self.lo += take;
-        rem -= take as u32;
-        while rem > 0 {
-            let before = out.len();
-            let res = r.read_append(out, rem as usize);
-            rem -= (out.len() - before) as u32;
-            match res {
-                Ok(0) if rem > 0 => return Err(self.truncated(rem)),
-                Ok(_) => {}
-                Err(e) => {
-                    // Keep what arrived; the next call continues this message.
-                    self.remaining = Some(rem);
-                    std::mem::swap(out, &mut self.stash);
-                    out.clear();
-                    return Err(e);
-                }
-            }
-        }
-        self.remaining = None;
-        Ok(Some(out.len()))
-    }
-
-    /// The fast path at a message boundary with nothing buffered: one OS call
-    /// puts the header in a small array and the payload straight into `out`.
-    /// Bytes beyond this message move to our buffer.
-    fn read_head_direct<S: Source>(&mut self, r: &mut S, out: &mut Vec<u8>) -> io::Result<Direct> {
-        let mut head = [0u8; HEADER_LEN];
-        let n = match r.read_head_and_append(&mut head, out) {
-            None => return Ok(Direct::Fallback),
-            Some(n) => n?,
-        };
-        if n == 0 {
-            return Ok(Direct::End);
-        }
-        if n < HEADER_LEN {
-            // A partial header: buffer it; the ordinary path reads the rest.
-            self.keep(&head[..n]);
-            return Ok(Direct::Fallback);
-        }
-        let len = u32::from_le_bytes(head);
-        if len > self.max {
-            return Err(self.too_large(len));
-        }
-        if out.len() > len as usize {
-            let extra = out.split_off(len as usize);
-            self.keep(&extra);
-        }
-        self.remaining = Some(len - out.len() as u32);
-        self.total = len;
-        Ok(Direct::Header)
-    }
-
-    /// Buffers bytes read ahead (the buffer is empty when this is called).
-    fn keep(&mut self, bytes: &[u8]) {
-        if self.buf.len() < bytes.len().max(READ_BUF) {
-            self.buf.resize(bytes.len().max(READ_BUF), 0);
-        }
-        self.buf[..bytes.len()].copy_from_slice(bytes);
-        self.lo = 0;
-        self.hi = bytes.len();
-    }
-
-    fn too_large(&mut self, len: u32) -> io::Error {
-        self.poison(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: incoming message of {len} bytes exceeds the limit of {} bytes \
-                 (raise the receiver's max message size, or check that the peer \
-                 speaks the u32-LE length-prefixed format)",
-                self.label, self.max
-            ),
-        )
-    }
-
-    /// Copies as much of the current (or next) message as fits into `out`.
-    /// With `fill`, waits until `out` is full or the message is complete;
-    /// without, returns as soon as any payload byte was delivered.
-    /// `Ok(None)`: the stream ended cleanly at a message boundary.
-    pub(crate) fn recv_slice<R: Read>(
-        &mut self,
-        r: &mut R,
-        out: &mut [u8],
-        fill: bool,
-    ) -> io::Result<Option<Received>> {
-        self.check_poison()?;
-        if self.remaining.is_none() && self.read_header(r)?.is_none() {
-            return Ok(None);
-        }
-        let mut rem = self.remaining.unwrap_or(0);
-        let mut n = (out.len()).min(self.stash.len());
-        out[..n].copy_from_slice(&self.stash[..n]);
-        self.stash.drain(..n);
-        let take = (out.len() - n).min(rem as usize).min(self.hi - self.lo);
-        out[n..n + take].copy_from_slice(&self.buf[self.lo..self.lo + take]);
-        self.lo += take;
-        n += take;
-        rem -= take as u32;
-        while n < out.len() && rem > 0 && (fill || n == 0) {
-            let want = (out.len() - n).min(rem as usize);
-            match r.read(&mut out[n..n + want]) {
-                Ok(0) => {
-                    let e = self.truncated(rem);
-                    if n == 0 {
+            match self.0.write_vectored(bufs) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // The writer has its own timeouts; only the grace period
+                    // (a deadline) is worth retrying for.
+                    let Wait::Until(t) = wait else { return Err(e) };
+                    let left = t.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
                         return Err(e);
                     }
-                    break;
+                    std::thread::sleep(pause.min(left));
+                    pause = (pause * 2).min(Duration::from_millis(50));
                 }
-                Ok(k) => {
-                    n += k;
-                    rem -= k as u32;
-                }
-                Err(e) if n == 0 => {
-                    self.remaining = Some(rem);
-                    return Err(e);
-                }
-                Err(_) => break,
-            }
-        }
-        let left = self.stash.len() as u64 + u64::from(rem);
-        self.remaining = if left == 0 && self.stash.is_empty() {
-            None
-        } else {
-            Some(rem)
-        };
-        Ok(Some(Received {
-            len: n,
-            remaining: left,
-        }))
-    }
-
-    /// `Read` over message payloads (boundaries dropped, empty messages skipped).
-    /// Windows reads native messages instead.
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn read_payload<R: Read>(&mut self, r: &mut R, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match self.recv_slice(r, out, false)? {
-                None => return Ok(0),
-                Some(got) if got.len == 0 && got.remaining == 0 => continue,
-                Some(got) => return Ok(got.len),
+                other => return other,
             }
         }
     }
-}
 
-/// Writes one frame with a single `write_all` for payloads up to 64 KiB (so the
-/// peer usually gets header and payload in one read), assembled in `scratch`,
-/// and with two writes for larger ones.
-pub(crate) fn write_frame<W: Write + ?Sized>(
-    w: &mut W,
-    msg: &[u8],
-    scratch: &mut Vec<u8>,
-) -> io::Result<()> {
-    let header = encode_header(msg.len())?;
-    if msg.len() <= 64 * 1024 {
-        scratch.clear();
-        scratch.extend_from_slice(&header);
-        scratch.extend_from_slice(msg);
-        w.write_all(scratch)
-    } else {
-        w.write_all(&header)?;
-        w.write_all(msg)
+    fn abort(&mut self) {
+        // A generic writer cannot be half-closed; the poisoned sender refuses
+        // every later frame.
     }
 }
 
@@ -483,8 +135,8 @@ pub(crate) fn write_frame<W: Write + ?Sized>(
 #[derive(Debug)]
 pub struct Framed<T> {
     io: T,
-    reader: FrameReader,
-    scratch: Vec<u8>,
+    decoder: Decoder,
+    sender: SendState,
 }
 
 impl<T> Framed<T> {
@@ -497,14 +149,14 @@ impl<T> Framed<T> {
     pub fn with_max_message(io: T, max: u32) -> Framed<T> {
         Framed {
             io,
-            reader: FrameReader::new(max, "framed stream".to_owned()),
-            scratch: Vec::new(),
+            decoder: Decoder::new("framed stream", max),
+            sender: SendState::new("framed stream"),
         }
     }
 
     /// The largest incoming frame accepted.
     pub fn max_message(&self) -> u32 {
-        self.reader.max()
+        self.decoder.max()
     }
 
     /// The wrapped stream.
@@ -526,13 +178,19 @@ impl<T> Framed<T> {
 }
 
 impl<T: Write> Framed<T> {
-    /// Sends `msg` as one frame and flushes.
+    /// Sends `msg` as one frame and flushes. `Ok` means the whole frame was
+    /// written.
     ///
     /// # Errors
     /// Errors of the underlying stream; [`io::ErrorKind::InvalidInput`] for a
-    /// message of 4 GiB or more.
+    /// message of 4 GiB or more. After `WouldBlock` or `TimedOut` nothing of
+    /// this frame was written, unless the writer stopped part-way for more than
+    /// a second: then the sender is poisoned and every later `send` fails too
+    /// (drop the stream; the peer sees a frame cut short, an error there).
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        write_frame(&mut self.io, msg, &mut self.scratch)?;
+        let mut out = Outgoing::framed(msg)?;
+        self.sender
+            .send(&mut WriteSink(&mut self.io), &mut out, Wait::Block)?;
         self.io.flush()
     }
 }
@@ -556,7 +214,7 @@ impl<T: Read> Framed<T> {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        self.reader.recv_into(&mut Plain(&mut self.io), buf)
+        self.decoder.recv_into(&mut Plain(&mut self.io), buf)
     }
 
     /// Reads as much of the next frame as fits into `buf`; the rest stays for the
@@ -565,7 +223,7 @@ impl<T: Read> Framed<T> {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn recv_slice(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        self.reader.recv_slice(&mut self.io, buf, true)
+        self.decoder.recv_slice(&mut Plain(&mut self.io), buf, true)
     }
 }
 
@@ -587,53 +245,32 @@ impl<T: Read> Framed<T> {
 /// ```
 #[derive(Debug)]
 pub struct FrameDecoder {
-    reader: FrameReader,
-    input: Input,
-}
-
-#[derive(Debug, Default)]
-struct Input {
-    bytes: VecDeque<u8>,
+    decoder: Decoder,
     eof: bool,
-}
-
-impl Source for Input {}
-
-impl Read for Input {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.bytes.is_empty() {
-            return if self.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        self.bytes.read(buf)
-    }
 }
 
 impl FrameDecoder {
     /// A decoder accepting frames up to `max` bytes.
     pub fn new(max: u32) -> FrameDecoder {
         FrameDecoder {
-            reader: FrameReader::new(max, "frame decoder".to_owned()),
-            input: Input::default(),
+            decoder: Decoder::new("frame decoder", max),
+            eof: false,
         }
     }
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.input.bytes.extend(bytes);
+        self.decoder.push(bytes);
     }
 
     /// Marks the end of input: a partial frame left over becomes an error.
     pub fn finish(&mut self) {
-        self.input.eof = true;
+        self.eof = true;
     }
 
     /// Whether no partial frame is pending.
     pub fn is_idle(&self) -> bool {
-        self.reader.at_boundary() && self.input.bytes.is_empty()
+        self.decoder.is_idle()
     }
 
     /// The next complete frame, or `None` if more input is needed (or, after
@@ -645,12 +282,7 @@ impl FrameDecoder {
     /// are permanent.
     pub fn next_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
         let mut v = Vec::new();
-        match self.reader.recv_into(&mut self.input, &mut v) {
-            Ok(Some(_)) => Ok(Some(v)),
-            Ok(None) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.decoder.next_buffered(&mut v, self.eof)?.map(|_| v))
     }
 }
 
@@ -660,12 +292,11 @@ mod tests {
     use std::io::Cursor;
 
     fn frames(msgs: &[&[u8]]) -> Vec<u8> {
-        let mut w = Vec::new();
-        let mut scratch = Vec::new();
+        let mut w = Framed::new(Vec::new());
         for m in msgs {
-            write_frame(&mut w, m, &mut scratch).unwrap();
+            w.send(m).unwrap();
         }
-        w
+        w.into_inner()
     }
 
     #[test]
@@ -746,19 +377,18 @@ mod tests {
 
     #[test]
     fn interrupted_reads_resume_without_loss() {
-        let big = vec![7u8; 20_000];
+        let big = vec![7u8; 200_000];
         let msgs: Vec<&[u8]> = vec![b"a", &big, b"", b"tail"];
-        let mut r = Trickle {
+        let mut f = Framed::new(Trickle {
             data: frames(&msgs),
             pos: 0,
             chunk: 3000,
             block_next: false,
-        };
-        let mut fr = FrameReader::new(DEFAULT_MAX_MESSAGE, "t".into());
+        });
         let mut got = Vec::new();
         let mut v = Vec::new();
         loop {
-            match fr.recv_into(&mut Plain(&mut r), &mut v) {
+            match f.recv_into(&mut v) {
                 Ok(Some(_)) => got.push(v.clone()),
                 Ok(None) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -769,105 +399,67 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// A source with the scatter fast path, cutting the stream at `cuts` and
-    /// returning `WouldBlock` between reads, like a nonblocking socket.
-    struct Scatter {
-        data: Vec<u8>,
-        pos: usize,
-        cuts: Vec<usize>,
-        k: usize,
-        block_next: bool,
+    /// A writer that takes `take[i]` bytes on call i, or would block when 0.
+    struct Stingy {
+        take: Vec<usize>,
+        i: usize,
+        out: Vec<u8>,
     }
 
-    impl Scatter {
-        fn next_len(&mut self) -> Option<usize> {
-            if self.block_next {
-                self.block_next = false;
-                return None;
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let k = self.take.get(self.i).copied().unwrap_or(usize::MAX);
+            self.i += 1;
+            if k == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
             }
-            self.block_next = true;
-            let n = self.cuts[self.k % self.cuts.len()];
-            self.k += 1;
-            Some(n.min(self.data.len() - self.pos))
-        }
-    }
-
-    impl Read for Scatter {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self
-                .next_len()
-                .ok_or(io::ErrorKind::WouldBlock)?
-                .min(buf.len());
-            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-            self.pos += n;
+            let n = k.min(buf.len());
+            self.out.extend_from_slice(&buf[..n]);
             Ok(n)
         }
-    }
-
-    impl Source for Scatter {
-        fn read_head_and_append(
-            &mut self,
-            head: &mut [u8; HEADER_LEN],
-            out: &mut Vec<u8>,
-        ) -> Option<io::Result<usize>> {
-            let Some(n) = self.next_len() else {
-                return Some(Err(io::ErrorKind::WouldBlock.into()));
-            };
-            let h = n.min(HEADER_LEN);
-            head[..h].copy_from_slice(&self.data[self.pos..self.pos + h]);
-            let room = out.capacity() - out.len();
-            let p = (n - h).min(room);
-            out.extend_from_slice(&self.data[self.pos + h..self.pos + h + p]);
-            self.pos += h + p;
-            Some(Ok(h + p))
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: 256, failure_persistence: None, ..Default::default()
-        })]
-
-        #[test]
-        fn the_scatter_fast_path_loses_nothing(
-            msgs in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..700), 0..12),
-            cuts in proptest::collection::vec(1usize..900, 1..6),
-            cap in 0usize..1200,
-        ) {
-            let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-            let mut src = Scatter { data: frames(&refs), pos: 0, cuts, k: 0, block_next: false };
-            let mut fr = FrameReader::new(1 << 20, "t".into());
-            let mut got = Vec::new();
-            let mut v = Vec::with_capacity(cap);
-            let mut spins = 0;
-            loop {
-                spins += 1;
-                proptest::prop_assert!(spins < 100_000);
-                match fr.recv_into(&mut src, &mut v) {
-                    Ok(Some(_)) => got.push(v.clone()),
-                    Ok(None) => break,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            proptest::prop_assert_eq!(got, msgs);
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
         }
     }
 
     #[test]
-    fn read_payload_skips_boundaries() {
-        let mut f = FrameReader::new(100, "t".into());
-        let mut c = Cursor::new(frames(&[b"ab", b"", b"cd"]));
-        let mut s = Vec::new();
-        let mut buf = [0u8; 3];
-        loop {
-            let n = f.read_payload(&mut c, &mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            s.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(s, b"abcd");
+    fn a_send_that_would_block_at_once_sends_nothing() {
+        let mut f = Framed::new(Stingy {
+            take: vec![0],
+            i: 0,
+            out: Vec::new(),
+        });
+        assert_eq!(
+            f.send(b"abc").unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        f.send(b"abc").unwrap();
+        assert_eq!(f.get_ref().out, [3, 0, 0, 0, b'a', b'b', b'c']);
+    }
+
+    #[test]
+    fn a_send_cut_short_finishes_within_the_grace_period_or_poisons() {
+        // Blocks twice mid-frame, then takes the rest: the frame completes.
+        let mut f = Framed::new(Stingy {
+            take: vec![2, 0, 0, 1, 1],
+            i: 0,
+            out: Vec::new(),
+        });
+        f.send(b"abc").unwrap();
+        assert_eq!(f.get_ref().out, [3, 0, 0, 0, b'a', b'b', b'c']);
+        // Never takes the rest: the sender is poisoned, no later frame goes out.
+        let mut take = vec![2];
+        take.extend(std::iter::repeat_n(0, 10_000));
+        let mut f = Framed::new(Stingy {
+            take,
+            i: 0,
+            out: Vec::new(),
+        });
+        let e = f.send(b"abc").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        f.get_mut().take.clear();
+        assert!(f.send(b"next").is_err());
+        assert_eq!(f.get_ref().out, [3, 0]);
     }
 
     #[test]

@@ -45,6 +45,7 @@
 //! ```
 
 pub mod framing;
+pub(crate) mod legacy_reader;
 mod listener;
 mod options;
 mod stream;

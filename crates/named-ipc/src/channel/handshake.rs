@@ -1,0 +1,151 @@
+//! The channel handshake, run once per connection over the rendezvous pipe.
+//!
+//! The client speaks first: one framed message with its magic `NIPC-CL1`, the
+//! layout version (u32 LE) and the largest message it accepts (u32 LE). The
+//! server answers with the [`Hello`] (see [`super::header`]) and the segment
+//! (Unix: its descriptor over `SCM_RIGHTS`; Windows: handles for the client to
+//! duplicate). Both then map the segment and validate its header.
+
+use std::io;
+use std::sync::Arc;
+
+use super::header::{self, Hello, Layout};
+use super::options::ChannelOptions;
+use super::raw::Raw;
+use super::ring::{Consumer, Control, Memory, Producer};
+use super::rx::RxEnd;
+use super::tx::TxEnd;
+use super::wait::{invalid, Bells, Inner};
+use super::ShmStream;
+use crate::pipe::PipeStream;
+use crate::sys::{self, Wait};
+
+/// How long `accept` and `connect` wait for the other side's handshake.
+pub(crate) const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+const CLIENT_MAGIC: [u8; 8] = *b"NIPC-CL1";
+
+/// The server side of the handshake on a freshly accepted pipe.
+pub(crate) fn server(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmStream> {
+    // The client speaks first: its magic, version and largest message.
+    pipe.set_read_timeout(Some(HANDSHAKE))?;
+    let hi = pipe.recv()?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the client left during the handshake",
+        )
+    })?;
+    pipe.set_read_timeout(None)?;
+    if hi.len() != 16 || hi[..8] != CLIENT_MAGIC || hi[8..12] != header::VERSION.to_le_bytes() {
+        return Err(invalid(
+            "the client is not a named-ipc channel client of this version",
+        ));
+    }
+    let peer_max = u32::from_le_bytes([hi[12], hi[13], hi[14], hi[15]]);
+    let layout = Layout::new(opts.capacity);
+    let map = sys::shm::Mapping::anonymous(layout.total as u64)?;
+    // SAFETY: the mapping is ours, fresh and `map.len()` bytes long; it lives
+    // until the end of this function (and then in the stream's `Inner`).
+    let raw = unsafe { Raw::new(map.ptr(), map.len()) };
+    raw.write(0, &layout.encode());
+    let hello = Hello {
+        max_message: opts.max_message,
+        capacity: layout.capacity as u64,
+        segment_len: layout.total as u64,
+        server_pid: std::process::id(),
+        handles: Vec::new(),
+    };
+    let signals = sys::channel::send_hello(&pipe, hello, &map)?;
+    // Server: receives on ring 0, sends on ring 1.
+    assemble(
+        pipe,
+        map,
+        layout,
+        signals,
+        Bells::SERVER,
+        [0, 1],
+        opts,
+        peer_max,
+    )
+}
+
+/// The client side of the handshake on a freshly connected pipe.
+pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmStream> {
+    let mut hi = CLIENT_MAGIC.to_vec();
+    hi.extend_from_slice(&header::VERSION.to_le_bytes());
+    hi.extend_from_slice(&opts.max_message.to_le_bytes());
+    pipe.send(&hi)?;
+    let (bytes, attachment) = sys::channel::recv_hello(&pipe, Wait::timeout(Some(HANDSHAKE)))?;
+    let hello = Hello::decode(&bytes).map_err(invalid)?;
+    let (map, signals) = sys::channel::attach(&pipe, attachment, &hello.handles, hello.server_pid)?;
+    let mut h = [0u8; header::HEADER_LEN];
+    if map.len() < h.len() {
+        return Err(invalid("the channel segment is too small"));
+    }
+    // SAFETY: the mapping is `map.len()` bytes long and lives until the end of
+    // this function (and then in the stream's `Inner`).
+    unsafe { Raw::new(map.ptr(), map.len()) }.read(0, &mut h);
+    let layout = Layout::decode(&h, map.len()).map_err(invalid)?;
+    if layout.capacity as u64 != hello.capacity {
+        return Err(invalid(
+            "the handshake and the segment disagree on the ring size",
+        ));
+    }
+    // Client: sends on ring 0, receives on ring 1.
+    assemble(
+        pipe,
+        map,
+        layout,
+        signals,
+        Bells::CLIENT,
+        [1, 0],
+        opts,
+        hello.max_message,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    pipe: PipeStream,
+    map: sys::shm::Mapping,
+    layout: Layout,
+    signals: sys::channel::Signals,
+    bells: Bells,
+    [rx_ring, tx_ring]: [usize; 2],
+    opts: &ChannelOptions,
+    peer_max: u32,
+) -> io::Result<ShmStream> {
+    let base = map.ptr();
+    let control = |i: usize| -> &'static Control {
+        // SAFETY: the layout was validated against the mapping's length; the
+        // control block is 64-aligned (page-aligned mapping + 64-aligned
+        // offset) and made of atomics, valid for any bit pattern. The
+        // mapping lives in `Inner`, which every holder of these references
+        // (TxEnd, RxEnd) keeps alive through an Arc declared after them.
+        unsafe { &*(base.add(layout.rings[i]) as *const Control) }
+    };
+    let data = |i: usize| {
+        // SAFETY: data(i) + capacity <= total <= mapping length (validated),
+        // and the mapping lives in `Inner`, which outlives every Raw.
+        unsafe { Raw::new(base.add(layout.data(i)), layout.capacity) }
+    };
+    let inner = Arc::new(Inner {
+        signals,
+        bells,
+        spin: opts.spin,
+        peer_max,
+        max_message: opts.max_message,
+        name: pipe.name().to_owned(),
+        pipe,
+        _map: map,
+    });
+    let tx = TxEnd::new(
+        Producer::new(control(tx_ring), data(tx_ring)),
+        Arc::clone(&inner),
+    );
+    let rx = RxEnd::new(
+        Consumer::new(control(rx_ring), data(rx_ring)),
+        Arc::clone(&inner),
+    );
+    Ok(ShmStream::from_parts(tx, rx, inner))
+}

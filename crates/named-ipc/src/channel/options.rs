@@ -1,0 +1,109 @@
+//! Options for channel servers and clients.
+
+use std::io;
+use std::time::Duration;
+
+use super::header::{MAX_CAPACITY, MIN_CAPACITY};
+use super::{ShmListener, ShmStream};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipe::framing::DEFAULT_MAX_MESSAGE;
+use crate::pipe::{ConnectOptions, ListenerOptions, PipeMode};
+
+/// Options for channel servers and clients.
+#[derive(Debug, Clone)]
+pub struct ChannelOptions {
+    pub(crate) capacity: usize,
+    pub(crate) max_message: u32,
+    pub(crate) spin: Duration,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions::new()
+    }
+}
+
+impl ChannelOptions {
+    /// 256 KiB per direction, 16 MiB largest message, 20 µs of spinning
+    /// before sleeping, no connect timeout.
+    pub fn new() -> ChannelOptions {
+        ChannelOptions {
+            capacity: 256 * 1024,
+            max_message: DEFAULT_MAX_MESSAGE,
+            spin: Duration::from_micros(20),
+            timeout: None,
+        }
+    }
+
+    /// Ring size per direction, rounded up to a power of two in 4 KiB..=1 GiB.
+    /// Set by the server (a client takes the server's). Records carry up to a
+    /// quarter of it; larger messages are streamed in pieces.
+    pub fn capacity(&mut self, bytes: usize) -> &mut Self {
+        self.capacity = bytes
+            .clamp(MIN_CAPACITY as usize, MAX_CAPACITY as usize)
+            .next_power_of_two();
+        self
+    }
+
+    /// Largest message this end accepts (default 16 MiB, at most 4 GiB − 1).
+    /// The peer learns it in the handshake and refuses to send larger ones.
+    pub fn max_message_size(&mut self, max: u32) -> &mut Self {
+        self.max_message = max;
+        self
+    }
+
+    /// How long a `send`/`recv` that must wait spins before it sleeps. Zero:
+    /// sleep at once (lowest CPU, a kernel wake-up per message); longer: lower
+    /// latency while the peer keeps up, at the cost of a busy core while
+    /// waiting. Default 20 µs.
+    pub fn spin(&mut self, spin: Duration) -> &mut Self {
+        self.spin = spin;
+        self
+    }
+
+    /// How long `connect` waits for the server to appear (default: not at all).
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Creates a channel server.
+    ///
+    /// # Errors
+    /// As for [`ListenerOptions::create`].
+    pub fn bind(&self, name: &str) -> Result<ShmListener> {
+        let pipe = ListenerOptions::new()
+            .mode(PipeMode::Message)
+            .create(name)?;
+        Ok(ShmListener::new(pipe, self.clone()))
+    }
+
+    /// Connects to a channel server.
+    ///
+    /// # Errors
+    /// As for [`ConnectOptions::connect`]; [`ErrorKind::VersionMismatch`] or
+    /// [`ErrorKind::InvalidInput`] if the server's handshake is not acceptable.
+    pub fn connect(&self, name: &str) -> Result<ShmStream> {
+        let mut o = ConnectOptions::new();
+        o.mode(PipeMode::Message);
+        if let Some(t) = self.timeout {
+            o.timeout(t);
+        }
+        let pipe = o.connect(name)?;
+        super::handshake::client(pipe, self).map_err(|e| handshake_error(e, name))
+    }
+}
+
+fn handshake_error(e: io::Error, name: &str) -> Error {
+    let kind = match e.kind() {
+        io::ErrorKind::InvalidData => ErrorKind::VersionMismatch,
+        _ => ErrorKind::of_io(&e),
+    };
+    Error::new(
+        kind,
+        name,
+        format!("channel handshake on {name:?} failed: {e}"),
+    )
+    .with_source(e)
+}

@@ -1,0 +1,268 @@
+//! A ring's data area as raw memory: every access is a copy through a raw
+//! pointer, never a reference, because the peer process can write these
+//! bytes at any time.
+
+use std::marker::PhantomData;
+
+use super::ring::Memory;
+
+/// The shared memory of a ring, as a raw pointer into the segment.
+#[derive(Clone, Copy)]
+pub(crate) struct Raw {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: Raw points into a mapping owned by the channel end that owns the
+// Raw (kept alive by its `Inner`); which thread copies through it does not
+// matter.
+unsafe impl Send for Raw {}
+
+impl Raw {
+    /// # Safety
+    /// `ptr..ptr + len` must stay mapped, readable and writable for as long as
+    /// this value (or a copy) is used.
+    pub(crate) unsafe fn new(ptr: *mut u8, len: usize) -> Raw {
+        Raw { ptr, len }
+    }
+
+    fn check(&self, offset: usize, len: usize) {
+        assert!(
+            offset <= self.len && len <= self.len - offset,
+            "ring access out of bounds"
+        );
+    }
+
+    /// Appends `len` bytes from `offset` to `out`, copying straight into its
+    /// spare capacity (no zero-filling first).
+    pub(crate) fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        self.check(offset, len);
+        out.reserve(len);
+        let at = out.len();
+        // SAFETY: the source is in bounds (checked above) of a live mapping
+        // and is only copied, never referenced; the destination is spare
+        // capacity of `out`, reserved just above, which the copy initialises
+        // before `set_len` exposes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr().add(at), len);
+            out.set_len(at + len);
+        }
+    }
+
+    /// A read view of `len` bytes at `offset`.
+    pub(crate) fn view(&self, offset: usize, len: usize) -> InPlace<'_> {
+        self.check(offset, len);
+        // SAFETY: in bounds (checked above) of a live mapping.
+        InPlace::raw(unsafe { self.ptr.add(offset) }, len)
+    }
+
+    /// A write view of `len` bytes at `offset`.
+    pub(crate) fn view_mut(&self, offset: usize, len: usize) -> InPlaceMut<'_> {
+        self.check(offset, len);
+        InPlaceMut {
+            // SAFETY: in bounds (checked above) of a live, writable mapping.
+            ptr: unsafe { self.ptr.add(offset) },
+            len,
+            _life: PhantomData,
+        }
+    }
+}
+
+impl Memory for Raw {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        self.check(offset, dst.len());
+        // SAFETY: in bounds (checked above) of a live mapping; the bytes may be
+        // written by the peer, and we only copy them out.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) };
+    }
+
+    fn write(&self, offset: usize, src: &[u8]) {
+        self.check(offset, src.len());
+        // SAFETY: in bounds (checked above) of a live, writable mapping.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
+    }
+}
+
+/// A received message, read in place ([`ShmStream::recv_with`]).
+///
+/// When the message sits in the ring, these bytes are memory the peer
+/// process can write. A named-ipc peer never does (it does not reuse a record
+/// before you release it), but a buggy or hostile one could, so the bytes are
+/// never handed out as a `&[u8]`, whose contents Rust assumes cannot change:
+/// you read them with copies ([`read_at`](Self::read_at),
+/// [`copy_to_slice`](Self::copy_to_slice), [`to_vec`](Self::to_vec)), which at
+/// worst return garbage from such a peer — validate what you read, as any
+/// input. If you trust the peer, [`as_slice`](Self::as_slice) gives the slice,
+/// as an `unsafe` promise.
+///
+/// [`ShmStream::recv_with`]: crate::channel::ShmStream::recv_with
+pub struct InPlace<'a> {
+    ptr: *const u8,
+    len: usize,
+    _life: PhantomData<&'a [u8]>,
+}
+
+impl std::fmt::Debug for InPlace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlace").field("len", &self.len).finish()
+    }
+}
+
+impl<'a> InPlace<'a> {
+    fn raw(ptr: *const u8, len: usize) -> InPlace<'a> {
+        InPlace {
+            ptr,
+            len,
+            _life: PhantomData,
+        }
+    }
+
+    /// A view of private memory (a message assembled from several records).
+    pub(crate) fn of(bytes: &'a [u8]) -> InPlace<'a> {
+        InPlace::raw(bytes.as_ptr(), bytes.len())
+    }
+
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` into `dst`; `false` (and
+    /// nothing copied) if that range is not inside the message.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> bool {
+        if offset > self.len || dst.len() > self.len - offset {
+            return false;
+        }
+        // SAFETY: in bounds of the view, which covers live memory for 'a; a
+        // copy never forms a reference to bytes the peer may change.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) };
+        true
+    }
+
+    /// Copies the whole message into `dst`.
+    ///
+    /// # Panics
+    /// If `dst.len()` differs from [`len`](Self::len), like
+    /// `<[u8]>::copy_from_slice`.
+    pub fn copy_to_slice(&self, dst: &mut [u8]) {
+        assert_eq!(
+            dst.len(),
+            self.len,
+            "destination and message lengths differ"
+        );
+        self.read_at(0, dst);
+    }
+
+    /// The byte at `index`, if inside the message.
+    pub fn get(&self, index: usize) -> Option<u8> {
+        let mut b = [0u8];
+        self.read_at(index, &mut b).then_some(b[0])
+    }
+
+    /// A copy of the message.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        // SAFETY: the view covers `len` live bytes; the destination is the
+        // spare capacity just reserved, initialised by the copy before
+        // `set_len` exposes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr, v.as_mut_ptr(), self.len);
+            v.set_len(self.len);
+        }
+        v
+    }
+
+    /// The message as a slice, without copying.
+    ///
+    /// # Safety
+    /// No process may write these bytes while the slice lives. A named-ipc
+    /// peer never does; a peer that breaks the channel protocol could, so use
+    /// this only when you trust the peer's code.
+    pub unsafe fn as_slice(&self) -> &'a [u8] {
+        // SAFETY: the view covers `len` live bytes for 'a; the caller
+        // promises that nothing writes them meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// Room for a message being written in place ([`ShmStream::send_with`]):
+/// write it with [`write_at`](Self::write_at) or
+/// [`copy_from_slice`](Self::copy_from_slice). Bytes you do not write are
+/// sent as they are (zero or stale). As with [`InPlace`], the memory is shared
+/// with the peer, so it is never a safe `&mut [u8]`;
+/// [`as_mut_slice`](Self::as_mut_slice) gives one as an `unsafe` promise.
+///
+/// [`ShmStream::send_with`]: crate::channel::ShmStream::send_with
+pub struct InPlaceMut<'a> {
+    ptr: *mut u8,
+    len: usize,
+    _life: PhantomData<&'a mut [u8]>,
+}
+
+impl std::fmt::Debug for InPlaceMut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlaceMut")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl InPlaceMut<'_> {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `src` into the message at `offset`; `false` (and nothing
+    /// written) if it does not fit.
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> bool {
+        if offset > self.len || src.len() > self.len - offset {
+            return false;
+        }
+        // SAFETY: in bounds of the view, which covers live, writable memory.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
+        true
+    }
+
+    /// Writes the whole message.
+    ///
+    /// # Panics
+    /// If `src.len()` differs from [`len`](Self::len).
+    pub fn copy_from_slice(&mut self, src: &[u8]) {
+        assert_eq!(src.len(), self.len, "source and message lengths differ");
+        self.write_at(0, src);
+    }
+
+    /// Sets every byte of the message to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        // SAFETY: the view covers `len` live, writable bytes.
+        unsafe { std::ptr::write_bytes(self.ptr, byte, self.len) };
+    }
+
+    /// The message as a mutable slice, without copying.
+    ///
+    /// # Safety
+    /// No other process may read or write these bytes while the slice lives.
+    /// A named-ipc peer does not touch a record before it is sent; a peer that
+    /// breaks the channel protocol could, so use this only when you trust the
+    /// peer's code.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the view covers `len` live, writable bytes; the caller
+        // promises exclusive access meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}

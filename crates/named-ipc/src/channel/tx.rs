@@ -1,0 +1,144 @@
+//! The sending direction of a channel end.
+
+use std::io;
+use std::sync::Arc;
+
+use super::raw::{InPlaceMut, Raw};
+use super::ring::Producer;
+use super::wait::{invalid, Inner};
+use crate::proto::send::{Outgoing, SendState, Sink};
+use crate::sys::Wait;
+
+fn peer_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the peer closed the channel")
+}
+
+/// The sending direction: the ring's producer and the shared send state.
+pub(crate) struct TxEnd {
+    pub(crate) p: Producer<'static, Raw>,
+    state: SendState,
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Drop for TxEnd {
+    fn drop(&mut self) {
+        close(&self.p, &self.inner);
+    }
+}
+
+/// Marks the producer closed and wakes a sleeping consumer.
+fn close(p: &Producer<'static, Raw>, inner: &Inner) {
+    if p.close() {
+        inner.notify(&p.control().data.0, inner.bells.tx_data);
+    }
+}
+
+/// The ring as a [`Sink`]: each write pushes one record (a piece of at most
+/// a record's payload), waiting for room per `wait`.
+struct RingSink<'a> {
+    p: &'a mut Producer<'static, Raw>,
+    inner: &'a Inner,
+}
+
+impl Sink for RingSink<'_> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+        let (piece, more) = out.next_piece(self.p.max_chunk());
+        let RingSink { p, inner } = self;
+        let bell = &p.control().space.0;
+        let wake = inner.wait_on(wait, bell, inner.bells.tx_space, || {
+            if p.peer_closed() {
+                return Err(peer_closed());
+            }
+            p.push(piece, more).map_err(|c| invalid(c.0))
+        })?;
+        if wake {
+            inner.notify(&p.control().data.0, inner.bells.tx_data);
+        }
+        Ok(piece.len())
+    }
+
+    fn abort(&mut self) {
+        // The consumer sees the ring closed inside the message: an error
+        // there, never the cut message as a whole one.
+        close(self.p, self.inner);
+    }
+}
+
+impl TxEnd {
+    pub(crate) fn new(p: Producer<'static, Raw>, inner: Arc<Inner>) -> TxEnd {
+        TxEnd {
+            p,
+            state: SendState::new(format!("channel {:?}", inner.name)),
+            inner,
+        }
+    }
+
+    /// Sends one message: all of it (`Ok`), none of it (a wait ran out before
+    /// its first record), or — if it stays stuck part-way past the grace
+    /// period — a poisoned sending side (see [`crate::proto::send`]).
+    pub(crate) fn send(&mut self, msg: &[u8], wait: Wait) -> io::Result<()> {
+        self.state.check()?;
+        self.inner.check_len(msg.len())?;
+        if wait == Wait::Never {
+            // Without waiting, only a message that fits now goes: then every
+            // record is pushed without waiting, so nothing is ever cut.
+            let max = self.p.max_chunk();
+            let pieces = msg.len().div_ceil(max).max(1);
+            let lens = (0..pieces).map(|i| (msg.len() - i * max).min(max));
+            if !self.p.fits(lens).map_err(|c| invalid(c.0))? {
+                if self.p.peer_closed() {
+                    return Err(peer_closed());
+                }
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+        }
+        let TxEnd { p, state, inner } = self;
+        state.send(&mut RingSink { p, inner }, &mut Outgoing::raw(msg), wait)
+    }
+
+    /// Writes a `len`-byte message in place: reserve one record, let `fill`
+    /// write it, commit.
+    pub(crate) fn send_with<R>(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        fill: impl FnOnce(&mut InPlaceMut<'_>) -> R,
+    ) -> io::Result<R> {
+        self.state.check()?;
+        self.inner.check_len(len)?;
+        if len > self.p.max_chunk() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "send_with can write at most {} bytes in place on channel {:?}; use send for \
+                     larger messages",
+                    self.p.max_chunk(),
+                    self.inner.name
+                ),
+            ));
+        }
+        let TxEnd { p, inner, .. } = self;
+        let bell = &p.control().space.0;
+        let r = inner.wait_on(wait, bell, inner.bells.tx_space, || {
+            if p.peer_closed() {
+                return Err(peer_closed());
+            }
+            p.reserve(len).map_err(|c| invalid(c.0))
+        })?;
+        let out = fill(&mut p.memory().view_mut(r.offset, len));
+        if p.commit(r, false) {
+            inner.notify(&p.control().data.0, inner.bells.tx_data);
+        }
+        Ok(out)
+    }
+
+    /// Everything a successful send returned `Ok` for is already committed;
+    /// this only reports a poisoned sending side.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        self.state.check()
+    }
+
+    pub(crate) fn max_in_place(&self) -> usize {
+        self.p.max_chunk()
+    }
+}

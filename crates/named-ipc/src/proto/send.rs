@@ -1,0 +1,349 @@
+//! Partial sends: how far a message got on its way out, and what happens
+//! when a send's time runs out part-way.
+//!
+//! The contract every send in this crate keeps:
+//! - `Ok` means the whole message was handed over (to the kernel for a pipe,
+//!   committed to the ring for the channel);
+//! - a send that gives up (timeout, `WouldBlock`) before its first byte left
+//!   is a clean error, with nothing sent;
+//! - a send that runs out of time after part of a message left gets
+//!   [`SEND_GRACE`] more to finish it. If it still cannot, the sending side is
+//!   poisoned: this and every later send fail, and the transport closes its
+//!   sending direction so the peer sees the stream end inside the message
+//!   (an error there, never a half message followed by the next one).
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::frame::HEADER_LEN;
+use super::recv::Poison;
+use crate::sys::Wait;
+
+/// How much longer a send that has already put part of a message on its way
+/// may take to finish it.
+pub(crate) const SEND_GRACE: Duration = Duration::from_secs(1);
+
+/// One message on its way out: an optional u32-LE length prefix, the payload,
+/// and how many of those bytes have been handed over.
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    head: [u8; HEADER_LEN],
+    head_len: usize,
+    body: &'a [u8],
+    sent: usize,
+    /// At least one write happened (an empty message is one empty write).
+    started: bool,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A length-prefixed frame.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a payload of 4 GiB or more.
+    pub(crate) fn framed(body: &'a [u8]) -> io::Result<Outgoing<'a>> {
+        Ok(Outgoing {
+            head: encode_header(body.len())?,
+            head_len: HEADER_LEN,
+            body,
+            sent: 0,
+            started: false,
+        })
+    }
+
+    /// A message the transport delimits itself (native pipe messages, ring
+    /// records).
+    pub(crate) fn raw(body: &'a [u8]) -> Outgoing<'a> {
+        Outgoing {
+            head: [0; HEADER_LEN],
+            head_len: 0,
+            body,
+            sent: 0,
+            started: false,
+        }
+    }
+
+    /// Total bytes, prefix included.
+    pub(crate) fn len(&self) -> usize {
+        self.head_len + self.body.len()
+    }
+
+    /// Bytes handed over so far.
+    pub(crate) fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Some of the message has left: giving up now would cut it.
+    pub(crate) fn is_partial(&self) -> bool {
+        self.sent > 0 && !self.is_done()
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.started && self.sent == self.len()
+    }
+
+    /// What is left: the rest of the prefix, the rest of the payload.
+    pub(crate) fn rest(&self) -> [&[u8]; 2] {
+        if self.sent < self.head_len {
+            [&self.head[self.sent..self.head_len], self.body]
+        } else {
+            [&[], &self.body[self.sent - self.head_len..]]
+        }
+    }
+
+    /// The next piece of payload for a transport with a largest unit (ring
+    /// records), and whether more pieces follow it. Only for `raw` messages.
+    pub(crate) fn next_piece(&self, max: usize) -> (&'a [u8], bool) {
+        debug_assert_eq!(self.head_len, 0);
+        let rest = &self.body[self.sent..];
+        let n = rest.len().min(max);
+        (&rest[..n], n < rest.len())
+    }
+
+    /// Records that `n` more bytes were handed over.
+    pub(crate) fn advance(&mut self, n: usize) {
+        debug_assert!(self.sent + n <= self.len());
+        self.sent += n;
+        self.started = true;
+    }
+}
+
+/// Encodes the length prefix of a frame.
+///
+/// # Errors
+/// `InvalidInput` if `len` does not fit in a `u32`.
+pub(crate) fn encode_header(len: usize) -> io::Result<[u8; HEADER_LEN]> {
+    u32::try_from(len).map(u32::to_le_bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message of {len} bytes is too large: the limit is {} bytes",
+                u32::MAX
+            ),
+        )
+    })
+}
+
+/// A transport's sending direction, as the send driver sees it.
+pub(crate) trait Sink {
+    /// Hands over some of what is left of `out` (the first bytes of
+    /// `out.rest()`), waiting per `wait`; returns how many. `WouldBlock` or
+    /// `TimedOut` when the wait ran out with nothing handed over.
+    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize>;
+
+    /// The sending side was poisoned: close the sending direction so the peer
+    /// sees the stream end (errors are ignored: it is already failing).
+    fn abort(&mut self);
+}
+
+fn is_expiry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The sending side of one stream between calls.
+#[derive(Debug)]
+pub(crate) struct SendState {
+    label: Arc<str>,
+    poison: Option<Poison>,
+}
+
+impl SendState {
+    pub(crate) fn new(label: impl Into<Arc<str>>) -> SendState {
+        SendState {
+            label: label.into(),
+            poison: None,
+        }
+    }
+
+    /// Fails with the sticky error, if the sending side is poisoned.
+    pub(crate) fn check(&self) -> io::Result<()> {
+        match &self.poison {
+            Some(p) => Err(p.to_io()),
+            None => Ok(()),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poison.is_some()
+    }
+
+    /// Poisons the sending side after `out` was cut by `cause`.
+    pub(crate) fn fail(&mut self, out: &Outgoing<'_>, cause: &io::Error) -> io::Error {
+        let kind = if is_expiry(cause) {
+            io::ErrorKind::TimedOut
+        } else {
+            cause.kind()
+        };
+        let p = Poison::new(
+            kind,
+            format!(
+                "{}: a send stopped after {} of {} bytes of a message ({cause}); the sending \
+                 side is closed so that the peer does not take a cut message for a whole one — \
+                 reconnect to send again",
+                self.label,
+                out.sent(),
+                out.len()
+            ),
+        );
+        let e = p.to_io();
+        self.poison = Some(p);
+        e
+    }
+
+    /// Sends all of `out` through `sink` per the contract in the [module
+    /// docs](self).
+    pub(crate) fn send<S: Sink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        out: &mut Outgoing<'_>,
+        wait: Wait,
+    ) -> io::Result<()> {
+        self.check()?;
+        let mut wait = wait;
+        let mut grace = false;
+        while !out.is_done() {
+            match sink.write(out, wait) {
+                Ok(0) if out.len() > out.sent() => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the transport took no bytes");
+                    return Err(self.abort(sink, out, e));
+                }
+                Ok(n) => out.advance(n),
+                Err(e) if is_expiry(&e) && !out.is_partial() => return Err(e),
+                Err(e) if is_expiry(&e) && !grace => {
+                    grace = true;
+                    wait = Wait::Until(Instant::now() + SEND_GRACE);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if out.is_partial() => return Err(self.abort(sink, out, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn abort<S: Sink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        out: &Outgoing<'_>,
+        cause: io::Error,
+    ) -> io::Error {
+        let e = self.fail(out, &cause);
+        sink.abort();
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that takes `take[i]` bytes on call i, or times out when that is 0.
+    struct Script {
+        take: Vec<usize>,
+        i: usize,
+        got: Vec<u8>,
+        aborted: bool,
+        waits: Vec<Wait>,
+    }
+
+    impl Sink for Script {
+        fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+            self.waits.push(wait);
+            let k = self.take.get(self.i).copied().unwrap_or(usize::MAX);
+            self.i += 1;
+            if k == 0 {
+                return Err(wait.expired_error());
+            }
+            let [a, b] = out.rest();
+            let mut n = 0;
+            for s in [a, b] {
+                let m = s.len().min(k - n);
+                self.got.extend_from_slice(&s[..m]);
+                n += m;
+            }
+            Ok(n)
+        }
+
+        fn abort(&mut self) {
+            self.aborted = true;
+        }
+    }
+
+    fn script(take: &[usize]) -> Script {
+        Script {
+            take: take.to_vec(),
+            i: 0,
+            got: Vec::new(),
+            aborted: false,
+            waits: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_timeout_before_the_first_byte_is_clean() {
+        let mut st = SendState::new("t");
+        let mut s = script(&[0]);
+        let mut out = Outgoing::framed(b"hello").unwrap();
+        let e = st.send(&mut s, &mut out, Wait::Never).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(s.got.is_empty() && !s.aborted && !st.is_poisoned());
+        // The stream stays usable.
+        let mut s = script(&[]);
+        st.send(&mut s, &mut Outgoing::framed(b"hi").unwrap(), Wait::Never)
+            .unwrap();
+        assert_eq!(s.got, [2, 0, 0, 0, b'h', b'i']);
+    }
+
+    #[test]
+    fn a_partial_send_gets_the_grace_period_and_finishes() {
+        let mut st = SendState::new("t");
+        let mut s = script(&[3, 0, 2]);
+        let mut out = Outgoing::framed(b"hello").unwrap();
+        st.send(&mut s, &mut out, Wait::Never).unwrap();
+        assert_eq!(s.got, [5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o']);
+        assert!(matches!(s.waits[2], Wait::Until(_)), "{:?}", s.waits);
+    }
+
+    #[test]
+    fn a_partial_send_that_cannot_finish_poisons_and_aborts() {
+        let mut st = SendState::new("pipe \"x\"");
+        let mut s = script(&[3, 0, 0]);
+        let mut out = Outgoing::framed(b"hello").unwrap();
+        let e = st.send(&mut s, &mut out, Wait::Never).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("after 3 of 9 bytes"), "{e}");
+        assert!(s.aborted);
+        let mut s = script(&[]);
+        let e = st
+            .send(&mut s, &mut Outgoing::framed(b"x").unwrap(), Wait::Block)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(s.got.is_empty());
+    }
+
+    #[test]
+    fn an_empty_raw_message_is_one_write() {
+        let mut st = SendState::new("t");
+        let mut s = script(&[]);
+        st.send(&mut s, &mut Outgoing::raw(b""), Wait::Block)
+            .unwrap();
+        assert_eq!(s.i, 1);
+    }
+
+    #[test]
+    fn pieces_cover_the_payload() {
+        let body = [1u8; 10];
+        let mut out = Outgoing::raw(&body);
+        let mut pieces = Vec::new();
+        while !out.is_done() {
+            let (p, more) = out.next_piece(4);
+            pieces.push((p.len(), more));
+            out.advance(p.len());
+        }
+        assert_eq!(pieces, [(4, true), (4, true), (2, false)]);
+    }
+}
