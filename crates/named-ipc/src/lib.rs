@@ -42,6 +42,8 @@ pub mod security;
 pub mod shm;
 pub mod sync;
 mod sys;
+#[cfg(not(loom))]
+mod traits_check;
 
 pub use error::{downcast_io, Error, ErrorKind, Result};
 

@@ -15,9 +15,10 @@
 //! ```
 //!
 //! # Handshake
-//! Right after a client connects to the rendezvous pipe, the server sends one
-//! message (little-endian), with the segment itself passed out of band (Unix:
-//! `SCM_RIGHTS`; Windows: handles duplicated into the client):
+//! The client speaks first, right after it connects to the rendezvous pipe
+//! (see `handshake.rs`): its magic, version and largest message. The server
+//! answers with one message (little-endian), the segment itself passed out of
+//! band (Unix: `SCM_RIGHTS`; Windows: handles duplicated into the client):
 //! ```text
 //! 0   8  magic "NIPC-HS1"
 //! 8   4  version (1)
@@ -29,7 +30,6 @@
 //! 40  8n handle values (Windows: section, then the data and space events of
 //!        ring 0 and of ring 1)
 //! ```
-//! The client answers `ok` once it has mapped everything.
 
 use super::ring::CONTROL_LEN;
 

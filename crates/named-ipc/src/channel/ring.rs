@@ -28,6 +28,14 @@
 //! the new `tail`: no lost wake-up (model-checked with loom below). The same holds for `head`,
 //! `space` and a producer waiting for room.
 //!
+//! The consumer publishes `head` lazily, to stay off the producer's cache
+//! lines: [`Consumer::release`] publishes at once only after an eighth of the
+//! ring was consumed since the last time; otherwise the position reaches the
+//! producer when the consumer calls [`Consumer::publish`], which the channel
+//! does whenever it finds the ring empty — so before it could sleep, and
+//! before a producer waiting for room could be left waiting on space that was
+//! already freed.
+//!
 //! # Trust
 //! Every value read from the peer's side (`tail` for the consumer, `head` for
 //! the producer, record headers) is validated before use; anything impossible
@@ -403,8 +411,8 @@ impl<'a, M: Memory> Consumer<'a, M> {
 
     /// Consumes `r` (and any padding before it). The new position reaches
     /// the producer at once only when an eighth of the ring was consumed since
-    /// it last did; otherwise when the consumer finds the ring empty (see
-    /// [`peek`](Self::peek)). Publishing less often keeps the two sides off
+    /// it last did; otherwise at the next [`publish`](Self::publish), which the
+    /// channel calls whenever it finds the ring empty. Publishing less often keeps the two sides off
     /// each other's cache lines when the ring is full. Returns whether the
     /// producer sleeps waiting for room and must be woken (ring `space`).
     pub(crate) fn release(&mut self, r: Record) -> bool {

@@ -87,7 +87,7 @@ impl RxEnd {
                 next_record(c, st, inner)
             })?;
             let Some(r) = first else {
-                return st.end_of_stream(0).map(|_| None);
+                return st.end_of_stream(Some(0)).map(|_| None);
             };
             if !r.more {
                 st.start(None)?;
@@ -154,7 +154,11 @@ fn step(
         let r = match next_record(c, st, inner)? {
             None => return Ok(None),
             // Closed: the end, or an error inside a message.
-            Some(None) => return st.end_of_stream(out.len() as u64).map(|_| Some(Step::End)),
+            Some(None) => {
+                return st
+                    .end_of_stream(Some(out.len() as u64))
+                    .map(|_| Some(Step::End))
+            }
             Some(Some(r)) => r,
         };
         if !st.is_mid() {

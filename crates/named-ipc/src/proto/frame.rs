@@ -279,7 +279,7 @@ impl Decoder {
             );
             return Err(self.rx.fail(io::ErrorKind::UnexpectedEof, msg));
         }
-        self.rx.end_of_stream(received)
+        self.rx.end_of_stream(Some(received))
     }
 
     /// Receives one whole message into `out` (replacing its contents).

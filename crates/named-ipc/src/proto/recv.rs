@@ -160,17 +160,20 @@ impl RecvState {
     }
 
     /// The transport ended. At a message boundary that is a clean end
-    /// (`Ok(None)`); inside a message (`received` of its bytes arrived) it
-    /// poisons the receiver with `UnexpectedEof`.
-    pub(crate) fn end_of_stream(&mut self, received: u64) -> io::Result<Option<usize>> {
+    /// (`Ok(None)`); inside a message (`received` of its bytes arrived, when
+    /// known) it poisons the receiver with `UnexpectedEof`.
+    pub(crate) fn end_of_stream(&mut self, received: Option<u64>) -> io::Result<Option<usize>> {
         self.check()?;
-        if !self.is_mid() && received == 0 {
+        if !self.is_mid() && received.unwrap_or(0) == 0 {
             return Ok(None);
         }
-        let got = received + self.stash.len() as u64;
+        let got = match received {
+            Some(n) => format!(" ({n} bytes received)"),
+            None => String::new(),
+        };
         let what = match self.total() {
-            Some(t) => format!("{t}-byte message ({got} bytes received)"),
-            None => format!("message ({got} bytes received)"),
+            Some(t) => format!("{t}-byte message{got}"),
+            None => format!("message{got}"),
         };
         Err(self.fail(
             io::ErrorKind::UnexpectedEof,
@@ -248,16 +251,16 @@ mod tests {
     #[test]
     fn end_of_stream_is_clean_only_at_a_boundary() {
         let mut st = RecvState::new("t", 10);
-        assert_eq!(st.end_of_stream(0).unwrap(), None);
+        assert_eq!(st.end_of_stream(Some(0)).unwrap(), None);
         st.start(Some(5)).unwrap();
-        let e = st.end_of_stream(3).unwrap_err();
+        let e = st.end_of_stream(Some(3)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert!(
             e.to_string().contains("5-byte message (3 bytes received)"),
             "{e}"
         );
         assert_eq!(
-            st.end_of_stream(0).unwrap_err().kind(),
+            st.end_of_stream(None).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }

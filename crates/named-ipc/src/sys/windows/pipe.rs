@@ -37,8 +37,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::name::{self, PIPE_PREFIX};
 use crate::pipe::framing::Received;
 use crate::pipe::{Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode};
+use crate::proto::recv::RecvState;
+use crate::proto::send::{Outgoing, SendState, Sink};
 use crate::security::Security;
 use crate::sys::{Backoff, Wait};
+
+/// While a large message arrives, the receive buffer grows by at least this
+/// much (or its current length), never past what is left of the message.
+const GROW_MIN: usize = 64 * 1024;
 
 /// The whole `\\.\pipe\NAME` string may be at most this many UTF-16 units.
 const MAX_NAME: usize = 256;
@@ -294,40 +300,26 @@ impl Listener {
 
 struct Rx {
     ov: Overlapped,
-    /// Bytes of the current message read by an interrupted `recv_msg`.
-    stash: Vec<u8>,
-    /// Inside a message (after `ERROR_MORE_DATA`).
-    mid: bool,
-    poison: Option<(io::ErrorKind, String)>,
+    /// Resumable receive: the part of a message an interrupted call read,
+    /// whether we are inside a message (after `ERROR_MORE_DATA`), the limit.
+    st: RecvState,
 }
 
 struct Tx {
     ov: Overlapped,
-    /// A write still in flight and the buffer it reads from.
-    in_flight: Option<Vec<u8>>,
-    /// Spare buffer for copies, reused.
-    spare: Vec<u8>,
+    st: SendState,
 }
 
-/// One connected end of a named pipe.
+/// One connected end of a named pipe. Every read and write completes (or is
+/// cancelled and waited for) within the call that started it, so no buffer is
+/// ever lent to the kernel beyond a call, and dropping the stream has nothing
+/// in flight to cancel.
 pub(crate) struct Stream {
     handle: OwnedHandle,
     server: bool,
     mode: PipeMode,
-    max_message: u32,
-    label: String,
     rx: Mutex<Rx>,
     tx: Mutex<Tx>,
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let tx = self.tx.get_mut().unwrap_or_else(|p| p.into_inner());
-        if tx.in_flight.is_some() {
-            // The buffer must outlive the write: finish or cancel it.
-            let _ = tx.ov.cancel(raw(&self.handle));
-        }
-    }
 }
 
 impl Stream {
@@ -339,22 +331,18 @@ impl Stream {
         max_message: u32,
         label: String,
     ) -> io::Result<Stream> {
+        let label: std::sync::Arc<str> = label.into();
         Ok(Stream {
             handle,
             server,
             mode,
-            max_message,
-            label,
             rx: Mutex::new(Rx {
                 ov: rx_ov,
-                stash: Vec::new(),
-                mid: false,
-                poison: None,
+                st: RecvState::new(label.clone(), max_message),
             }),
             tx: Mutex::new(Tx {
                 ov: Overlapped::new()?,
-                in_flight: None,
-                spare: Vec::new(),
+                st: SendState::new(label),
             }),
         })
     }
@@ -515,132 +503,91 @@ impl Stream {
         }
     }
 
-    fn poison(rx: &mut Rx, kind: io::ErrorKind, msg: String) -> io::Error {
-        rx.poison = Some((kind, msg.clone()));
-        io::Error::new(kind, msg)
+    fn is_closed(e: &io::Error) -> bool {
+        code(e) == Some(ERROR_BROKEN_PIPE) || code(e) == Some(ERROR_PIPE_NOT_CONNECTED)
     }
 
-    fn check_poison(rx: &Rx) -> io::Result<()> {
-        match &rx.poison {
-            Some((k, m)) => Err(io::Error::new(*k, m.clone())),
-            None => Ok(()),
-        }
-    }
-
-    fn too_big(&self, rx: &mut Rx, total: u64) -> io::Error {
-        let msg = format!(
-            "{}: incoming message of {total} bytes exceeds the limit of {} bytes (raise the \
-             receiver's max message size)",
-            self.label, self.max_message
-        );
-        Self::poison(rx, io::ErrorKind::InvalidData, msg)
-    }
-
+    /// Receives one whole native message into `out` (replacing its contents).
+    /// The buffer grows as the message arrives; a message over the limit is
+    /// refused as soon as its size is known.
     pub(crate) fn recv_msg(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
         let mut rx = lock(&self.rx);
-        Self::check_poison(&rx)?;
-        out.clear();
-        std::mem::swap(out, &mut rx.stash);
+        rx.st.begin(out)?;
         loop {
             if out.capacity() == out.len() {
-                out.reserve(4096.max(out.len()));
+                let left = rx.st.total().map_or(4096, |t| t - out.len() as u64);
+                out.reserve((left as usize).clamp(1, GROW_MIN.max(out.len())));
             }
             match self.read_spare(&rx, out, wait) {
                 Ok((_, false)) => {
-                    let first = !rx.mid;
-                    rx.mid = false;
-                    if first && out.len() as u64 > u64::from(self.max_message) {
-                        return Err(self.too_big(&mut rx, out.len() as u64));
+                    if !rx.st.is_mid() {
+                        rx.st.start(Some(out.len() as u64))?;
                     }
+                    rx.st.finish();
                     return Ok(Some(out.len()));
                 }
                 Ok((_, true)) => {
-                    let left = self.left_in_message()?;
-                    let total = out.len() as u64 + u64::from(left);
-                    if !rx.mid && total > u64::from(self.max_message) {
-                        return Err(self.too_big(&mut rx, total));
+                    if !rx.st.is_mid() {
+                        let left = self.left_in_message()?;
+                        rx.st.start(Some(out.len() as u64 + u64::from(left)))?;
                     }
-                    rx.mid = true;
-                    out.reserve_exact(left as usize);
+                }
+                Err(e) if Self::is_closed(&e) => {
+                    return rx.st.end_of_stream(Some(out.len() as u64))
                 }
                 Err(e) => {
-                    if code(&e) == Some(ERROR_BROKEN_PIPE)
-                        || code(&e) == Some(ERROR_PIPE_NOT_CONNECTED)
-                    {
-                        if out.is_empty() && !rx.mid {
-                            return Ok(None);
-                        }
-                        let got = out.len();
-                        let msg = format!("{}: the peer closed the pipe in the middle of a message ({got} bytes received)", self.label);
-                        return Err(Self::poison(&mut rx, io::ErrorKind::UnexpectedEof, msg));
-                    }
                     // Keep what arrived for the next call.
-                    std::mem::swap(out, &mut rx.stash);
-                    out.clear();
+                    rx.st.interrupt(out);
                     return Err(e);
                 }
             }
         }
     }
 
+    /// Reads as much of the current (or next) message as fits into `out`
+    /// (`ERROR_MORE_DATA` semantics).
     pub(crate) fn recv_msg_slice(
         &self,
         out: &mut [u8],
         wait: Wait,
     ) -> io::Result<Option<Received>> {
         let mut rx = lock(&self.rx);
-        Self::check_poison(&rx)?;
-        if !rx.stash.is_empty() {
-            let n = out.len().min(rx.stash.len());
-            out[..n].copy_from_slice(&rx.stash[..n]);
-            rx.stash.drain(..n);
-            let left = if rx.mid {
+        rx.st.check()?;
+        if rx.st.stashed() > 0 {
+            let n = rx.st.take_stash(out);
+            let left = if rx.st.is_mid() {
                 u64::from(self.left_in_message()?)
             } else {
                 0
             };
-            return Ok(Some(Received {
-                len: n,
-                remaining: rx.stash.len() as u64 + left,
-            }));
+            let remaining = rx.st.stashed() as u64 + left;
+            if remaining == 0 {
+                rx.st.finish();
+            }
+            return Ok(Some(Received { len: n, remaining }));
         }
         match self.read_once(&rx, out, wait) {
-            Ok((n, more)) => {
-                if !more {
-                    let first = !rx.mid;
-                    rx.mid = false;
-                    if first && n > self.max_message {
-                        return Err(self.too_big(&mut rx, u64::from(n)));
-                    }
-                    return Ok(Some(Received {
-                        len: n as usize,
-                        remaining: 0,
-                    }));
+            Ok((n, false)) => {
+                if !rx.st.is_mid() {
+                    rx.st.start(Some(u64::from(n)))?;
                 }
+                rx.st.finish();
+                Ok(Some(Received {
+                    len: n as usize,
+                    remaining: 0,
+                }))
+            }
+            Ok((n, true)) => {
                 let left = self.left_in_message()?;
-                let total = u64::from(n) + u64::from(left);
-                if !rx.mid && total > u64::from(self.max_message) {
-                    return Err(self.too_big(&mut rx, total));
+                if !rx.st.is_mid() {
+                    rx.st.start(Some(u64::from(n) + u64::from(left)))?;
                 }
-                rx.mid = true;
                 Ok(Some(Received {
                     len: n as usize,
                     remaining: u64::from(left),
                 }))
             }
-            Err(e)
-                if code(&e) == Some(ERROR_BROKEN_PIPE)
-                    || code(&e) == Some(ERROR_PIPE_NOT_CONNECTED) =>
-            {
-                if rx.mid {
-                    let msg = format!(
-                        "{}: the peer closed the pipe in the middle of a message",
-                        self.label
-                    );
-                    return Err(Self::poison(&mut rx, io::ErrorKind::UnexpectedEof, msg));
-                }
-                Ok(None)
-            }
+            Err(e) if Self::is_closed(&e) => rx.st.end_of_stream(None).map(|_| None),
             Err(e) => Err(e),
         }
     }
@@ -648,7 +595,7 @@ impl Stream {
     pub(crate) fn read(&self, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
         if self.mode == PipeMode::Message {
             // Message bytes without boundaries; skip empty messages (a 0 would
-            // read as end of stream).
+            // read as end of stream). With a deadline, the loop ends with it.
             loop {
                 match self.recv_msg_slice(buf, wait)? {
                     None => return Ok(0),
@@ -660,102 +607,54 @@ impl Stream {
         let rx = lock(&self.rx);
         match self.read_once(&rx, buf, wait) {
             Ok((n, _)) => Ok(n as usize),
-            Err(e)
-                if code(&e) == Some(ERROR_BROKEN_PIPE)
-                    || code(&e) == Some(ERROR_PIPE_NOT_CONNECTED) =>
-            {
-                Ok(0)
-            }
+            Err(e) if Self::is_closed(&e) => Ok(0),
             Err(e) => Err(e),
         }
     }
 
-    /// Waits for an earlier write still in flight.
-    fn finish_in_flight(&self, tx: &mut Tx, wait: Wait) -> io::Result<()> {
-        if tx.in_flight.is_none() {
-            return Ok(());
-        }
-        match tx.ov.wait(self.h(), wait) {
-            Ok(None) => Err(wait.expired_error()),
-            r => {
-                if let Some(mut b) = tx.in_flight.take() {
-                    b.clear();
-                    tx.spare = b;
-                }
-                r.map(drop)
-            }
-        }
-    }
-
-    /// Writes `data` as one `WriteFile` (one message in message mode).
-    fn write_op(&self, data: &[u8], wait: Wait) -> io::Result<usize> {
+    /// One `WriteFile` of `data`, completed — or cancelled and waited for —
+    /// before returning, so the kernel never holds our buffer past the call.
+    /// Returns the bytes written (fewer only if a cancel cut it).
+    fn write_once(&self, ov: &Overlapped, data: &[u8], wait: Wait) -> io::Result<usize> {
         let len = u32::try_from(data.len()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a single write is limited to 4 GiB - 1 bytes",
             )
         })?;
-        let mut tx = lock(&self.tx);
-        self.finish_in_flight(&mut tx, wait)?;
         let h = self.h();
-        if wait == Wait::Block {
-            let p = data.as_ptr();
-            // SAFETY: nothing in flight on tx.ov; data outlives the call, which
-            // completes before returning.
-            let (n, _) = unsafe {
-                tx.ov.run(h, Wait::Block, |ov| {
-                    WriteFile(h, p, len, std::ptr::null_mut(), ov)
-                })
-            }?;
-            return Ok(n as usize);
-        }
-        // A write that cannot finish now stays in flight from our own copy: the
-        // data is accepted and goes out as the reader drains the pipe.
-        let mut buf = std::mem::take(&mut tx.spare);
-        buf.clear();
-        buf.extend_from_slice(data);
-        let p = buf.as_ptr();
-        // SAFETY: nothing in flight on tx.ov; buf is kept in tx.in_flight (heap
-        // storage does not move) until the write completes.
-        match unsafe {
-            tx.ov
-                .start(h, |ov| WriteFile(h, p, len, std::ptr::null_mut(), ov))
-        }? {
-            Started::Done(n, _) => {
-                tx.spare = buf;
-                Ok(n as usize)
-            }
-            Started::Pending => {
-                tx.in_flight = Some(buf);
-                match tx.ov.wait(h, wait) {
-                    Ok(None) => Ok(data.len()),
-                    Ok(Some((n, _))) => {
-                        if let Some(b) = tx.in_flight.take() {
-                            tx.spare = b;
-                        }
-                        Ok(n as usize)
-                    }
-                    Err(e) => {
-                        tx.in_flight = None;
-                        Err(e)
-                    }
-                }
-            }
-        }
+        let p = data.as_ptr();
+        // SAFETY: nothing is in flight on `ov` (the caller holds the tx lock,
+        // and every write completes or is cancelled within `run`); `data`
+        // outlives the call.
+        let (n, _) =
+            unsafe { ov.run(h, wait, |ov| WriteFile(h, p, len, std::ptr::null_mut(), ov)) }?;
+        Ok(n as usize)
     }
 
+    /// Sends one native message: all of it or, if the wait runs out before it
+    /// left, none (see [`crate::proto::send`]).
     pub(crate) fn send_msg(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
-        self.write_op(msg, wait).map(drop)
+        let mut tx = lock(&self.tx);
+        let Tx { ov, st } = &mut *tx;
+        let mut sink = MessageSink { stream: self, ov };
+        st.send(&mut sink, &mut Outgoing::raw(msg), wait)
     }
 
     pub(crate) fn write(&self, buf: &[u8], wait: Wait) -> io::Result<usize> {
+        if self.mode == PipeMode::Message {
+            return self.send_msg(buf, wait).map(|()| buf.len());
+        }
+        let tx = lock(&self.tx);
+        tx.st.check()?;
         let n = buf.len().min(u32::MAX as usize);
-        self.write_op(&buf[..n], wait)
+        self.write_once(&tx.ov, &buf[..n], wait)
     }
 
-    pub(crate) fn flush(&self, wait: Wait) -> io::Result<()> {
-        let mut tx = lock(&self.tx);
-        self.finish_in_flight(&mut tx, wait)
+    /// Writes complete within the calls that start them, so there is nothing
+    /// left to push; this reports a sending side closed by a cut message.
+    pub(crate) fn flush(&self, _wait: Wait) -> io::Result<()> {
+        lock(&self.tx).st.check()
     }
 
     pub(crate) fn disconnect(&self) -> io::Result<()> {
@@ -812,6 +711,35 @@ impl Stream {
         r?;
         let token = owned(token, std::ptr::null_mut())?;
         token_user_sid(raw(&token))
+    }
+}
+
+/// A message-mode pipe as a [`Sink`]: one `WriteFile` per message. A
+/// message the pipe took only part of (a cancel that raced with a reader)
+/// cannot be resumed — its rest would arrive as another message — so the
+/// driver poisons the sending side, and a server disconnects the client.
+struct MessageSink<'a> {
+    stream: &'a Stream,
+    ov: &'a Overlapped,
+}
+
+impl Sink for MessageSink<'_> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+        if out.sent() > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the pipe took only part of the message",
+            ));
+        }
+        let [_, body] = out.rest();
+        self.stream.write_once(self.ov, body, wait)
+    }
+
+    fn abort(&mut self) {
+        if self.stream.server {
+            // SAFETY: our server pipe handle; the client sees the pipe break.
+            unsafe { DisconnectNamedPipe(self.stream.h()) };
+        }
     }
 }
 
