@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-  cargo test --release --locked -p named-ipc --lib channel::ring "$@"
+  cargo test --release --locked -p named-ipc --lib channel:: "$@"

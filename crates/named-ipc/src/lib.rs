@@ -30,6 +30,7 @@ pub mod channel;
 #[cfg(loom)]
 mod channel {
     mod atomic;
+    mod flow;
     mod ring;
 }
 mod error;

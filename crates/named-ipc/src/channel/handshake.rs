@@ -9,13 +9,14 @@
 use std::io;
 use std::sync::Arc;
 
+use super::flow::{invalid, Bells};
 use super::header::{self, Hello, Layout};
 use super::options::ChannelOptions;
 use super::raw::Raw;
 use super::ring::{Consumer, Control, Memory, Producer};
 use super::rx::RxEnd;
 use super::tx::TxEnd;
-use super::wait::{invalid, Bells, Inner};
+use super::wait::Inner;
 use super::ShmStream;
 use crate::pipe::PipeStream;
 use crate::sys::{self, Wait};

@@ -59,6 +59,7 @@
 #![allow(unsafe_code)]
 
 mod atomic;
+mod flow;
 mod handshake;
 pub(crate) mod header;
 mod options;

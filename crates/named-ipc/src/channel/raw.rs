@@ -33,22 +33,6 @@ impl Raw {
         );
     }
 
-    /// Appends `len` bytes from `offset` to `out`, copying straight into its
-    /// spare capacity (no zero-filling first).
-    pub(crate) fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
-        self.check(offset, len);
-        out.reserve(len);
-        let at = out.len();
-        // SAFETY: the source is in bounds (checked above) of a live mapping
-        // and is only copied, never referenced; the destination is spare
-        // capacity of `out`, reserved just above, which the copy initialises
-        // before `set_len` exposes it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr().add(at), len);
-            out.set_len(at + len);
-        }
-    }
-
     /// A read view of `len` bytes at `offset`.
     pub(crate) fn view(&self, offset: usize, len: usize) -> InPlace<'_> {
         self.check(offset, len);
@@ -84,6 +68,22 @@ impl Memory for Raw {
         self.check(offset, src.len());
         // SAFETY: in bounds (checked above) of a live, writable mapping.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
+    }
+
+    /// Appends `len` bytes from `offset` to `out`, copying straight into its
+    /// spare capacity (no zero-filling first).
+    fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        self.check(offset, len);
+        out.reserve(len);
+        let at = out.len();
+        // SAFETY: the source is in bounds (checked above) of a live mapping
+        // and is only copied, never referenced; the destination is spare
+        // capacity of `out`, reserved just above, which the copy initialises
+        // before `set_len` exposes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr().add(at), len);
+            out.set_len(at + len);
+        }
     }
 }
 

@@ -3,15 +3,12 @@
 use std::io;
 use std::sync::Arc;
 
+use super::flow::{self, invalid};
 use super::raw::{InPlaceMut, Raw};
 use super::ring::Producer;
-use super::wait::{invalid, Inner};
+use super::wait::Inner;
 use crate::proto::send::{Outgoing, SendState, Sink};
 use crate::sys::Wait;
-
-fn peer_closed() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the peer closed the channel")
-}
 
 /// The sending direction: the ring's producer and the shared send state.
 pub(crate) struct TxEnd {
@@ -22,14 +19,7 @@ pub(crate) struct TxEnd {
 
 impl Drop for TxEnd {
     fn drop(&mut self) {
-        close(&self.p, &self.inner);
-    }
-}
-
-/// Marks the producer closed and wakes a sleeping consumer.
-fn close(p: &Producer<'static, Raw>, inner: &Inner) {
-    if p.close() {
-        inner.notify(&p.control().data.0, inner.bells.tx_data);
+        flow::close_producer(&self.p, &*self.inner);
     }
 }
 
@@ -43,24 +33,14 @@ struct RingSink<'a> {
 impl Sink for RingSink<'_> {
     fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
         let (piece, more) = out.next_piece(self.p.max_chunk());
-        let RingSink { p, inner } = self;
-        let bell = &p.control().space.0;
-        let wake = inner.wait_on(wait, bell, inner.bells.tx_space, || {
-            if p.peer_closed() {
-                return Err(peer_closed());
-            }
-            p.push(piece, more).map_err(|c| invalid(c.0))
-        })?;
-        if wake {
-            inner.notify(&p.control().data.0, inner.bells.tx_data);
-        }
+        flow::push(self.p, self.inner, piece, more, wait)?;
         Ok(piece.len())
     }
 
     fn abort(&mut self) {
         // The consumer sees the ring closed inside the message: an error
         // there, never the cut message as a whole one.
-        close(self.p, self.inner);
+        flow::close_producer(self.p, self.inner);
     }
 }
 
@@ -87,7 +67,10 @@ impl TxEnd {
             let lens = (0..pieces).map(|i| (msg.len() - i * max).min(max));
             if !self.p.fits(lens).map_err(|c| invalid(c.0))? {
                 if self.p.peer_closed() {
-                    return Err(peer_closed());
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the peer closed the channel",
+                    ));
                 }
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -117,18 +100,9 @@ impl TxEnd {
                 ),
             ));
         }
-        let TxEnd { p, inner, .. } = self;
-        let bell = &p.control().space.0;
-        let r = inner.wait_on(wait, bell, inner.bells.tx_space, || {
-            if p.peer_closed() {
-                return Err(peer_closed());
-            }
-            p.reserve(len).map_err(|c| invalid(c.0))
-        })?;
-        let out = fill(&mut p.memory().view_mut(r.offset, len));
-        if p.commit(r, false) {
-            inner.notify(&p.control().data.0, inner.bells.tx_data);
-        }
+        let r = flow::reserve(&mut self.p, &*self.inner, len, wait)?;
+        let out = fill(&mut self.p.memory().view_mut(r.offset, len));
+        flow::commit(&mut self.p, &*self.inner, r);
         Ok(out)
     }
 

@@ -1,0 +1,476 @@
+//! How data flows through one ring, generic over the memory and over how an
+//! end sleeps and wakes: the one wait loop, pushing a record (waiting for
+//! room), taking records into a message (waiting for data), and closing.
+//!
+//! The channel runs these with the segment's memory and the OS (futexes,
+//! events); the loom model at the bottom runs the very same functions with
+//! model-checked memory and a sleeper that waits on the sequence word without
+//! a timeout, so a lost wake-up shows up as a hang.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::atomic::{self, AtomicU32};
+use super::ring::{prepare_sleep, Bell, Consumer, Memory, Producer, Record, Reservation};
+use crate::proto::recv::RecvState;
+use crate::sys::Wait;
+
+/// How often a sleeper looks whether its peer is still alive.
+pub(crate) const PEER_CHECK: Duration = Duration::from_millis(50);
+
+/// A receive loop looks at its deadline at least every this many records, so
+/// a producer streaming tiny records cannot keep it past its timeout.
+const RECORDS_PER_DEADLINE_CHECK: u32 = 64;
+
+/// Which bells a side sleeps on and rings (indices into the OS wake-up
+/// objects: Windows events; on Unix the futex words themselves).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bells {
+    /// The bell our receiver sleeps on (data of our rx ring).
+    pub(crate) rx_data: usize,
+    /// The bell we ring after freeing rx space.
+    pub(crate) rx_space: usize,
+    /// The bell we ring after publishing tx data.
+    pub(crate) tx_data: usize,
+    /// The bell our sender sleeps on (space of our tx ring).
+    pub(crate) tx_space: usize,
+}
+
+impl Bells {
+    /// The server receives on ring 0 and sends on ring 1.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) const SERVER: Bells = Bells {
+        rx_data: 0,
+        rx_space: 1,
+        tx_data: 2,
+        tx_space: 3,
+    };
+    /// The client sends on ring 0 and receives on ring 1.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) const CLIENT: Bells = Bells {
+        rx_data: 2,
+        rx_space: 3,
+        tx_data: 0,
+        tx_space: 1,
+    };
+}
+
+/// One end's link to its peer: how it sleeps and wakes, and whether the peer
+/// is still there.
+pub(crate) trait Link {
+    /// Sleeps while `word == seen`, at most `timeout`; may return early.
+    fn sleep(&self, bell: usize, word: &AtomicU32, seen: u32, timeout: Duration);
+    /// Wakes the sleeper on `word` (bell `bell`).
+    fn wake(&self, bell: usize, word: &AtomicU32);
+    /// Whether the peer process is gone.
+    fn peer_gone(&self) -> bool;
+    /// How long a wait spins before it sleeps.
+    fn spin(&self) -> Duration;
+    fn bells(&self) -> Bells;
+}
+
+pub(crate) fn peer_gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "peer gone: the other process ended without closing the channel",
+    )
+}
+
+pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn peer_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the peer closed the channel")
+}
+
+/// Wakes whoever sleeps on `bell` (the caller saw its waiting flag).
+pub(crate) fn notify<L: Link + ?Sized>(l: &L, bell: &Bell, index: usize) {
+    bell.bump();
+    l.wake(index, &bell.seq);
+}
+
+/// The one wait loop: runs `attempt` until it yields, spinning first and then
+/// sleeping on `bell`, watching the deadline and the peer.
+pub(crate) fn wait_on<T, L: Link + ?Sized>(
+    l: &L,
+    wait: Wait,
+    bell: &Bell,
+    bell_index: usize,
+    mut attempt: impl FnMut() -> io::Result<Option<T>>,
+) -> io::Result<T> {
+    if let Some(v) = attempt()? {
+        return Ok(v);
+    }
+    if wait == Wait::Never {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let spin = l.spin();
+    if !spin.is_zero() {
+        let start = Instant::now();
+        let mut i = 0u32;
+        loop {
+            atomic::spin_hint();
+            if let Some(v) = attempt()? {
+                return Ok(v);
+            }
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(128) {
+                let spun = start.elapsed();
+                if spun >= spin || wait.remaining().is_some_and(|left| left.is_zero()) {
+                    break;
+                }
+                if spun >= PEER_CHECK && l.peer_gone() {
+                    return Err(peer_gone());
+                }
+            }
+        }
+    }
+    loop {
+        let mut found = None;
+        let seen = prepare_sleep(bell, || match attempt() {
+            Ok(None) => false,
+            other => {
+                found = Some(other);
+                true
+            }
+        });
+        if let Some(r) = found {
+            if let Some(v) = r? {
+                return Ok(v);
+            }
+        }
+        let Some(seen) = seen else { continue };
+        let slice = match wait.remaining() {
+            None => PEER_CHECK,
+            Some(left) => left.min(PEER_CHECK),
+        };
+        if slice.is_zero() {
+            bell.done();
+            return Err(wait.expired_error());
+        }
+        l.sleep(bell_index, &bell.seq, seen, slice);
+        bell.done();
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        if l.peer_gone() {
+            // One last look: what it published before dying is still ours.
+            if let Some(v) = attempt()? {
+                return Ok(v);
+            }
+            return Err(peer_gone());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- producer --
+
+/// Pushes one record, waiting for room per `wait`, and wakes the consumer if
+/// it sleeps.
+pub(crate) fn push<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    l: &L,
+    piece: &[u8],
+    more: bool,
+    wait: Wait,
+) -> io::Result<()> {
+    let bells = l.bells();
+    let ctl = p.control();
+    let wake = wait_on(l, wait, &ctl.space.0, bells.tx_space, || {
+        if p.peer_closed() {
+            return Err(peer_closed());
+        }
+        p.push(piece, more).map_err(|c| invalid(c.0))
+    })?;
+    if wake {
+        notify(l, &ctl.data.0, bells.tx_data);
+    }
+    Ok(())
+}
+
+/// Reserves room for one record of `len` bytes, waiting per `wait`.
+pub(crate) fn reserve<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    l: &L,
+    len: usize,
+    wait: Wait,
+) -> io::Result<Reservation> {
+    let ctl = p.control();
+    wait_on(l, wait, &ctl.space.0, l.bells().tx_space, || {
+        if p.peer_closed() {
+            return Err(peer_closed());
+        }
+        p.reserve(len).map_err(|c| invalid(c.0))
+    })
+}
+
+/// Publishes a filled reservation and wakes the consumer if it sleeps.
+pub(crate) fn commit<M: Memory, L: Link + ?Sized>(p: &mut Producer<'_, M>, l: &L, r: Reservation) {
+    if p.commit(r, false) {
+        notify(l, &p.control().data.0, l.bells().tx_data);
+    }
+}
+
+/// Marks the producer closed and wakes a sleeping consumer.
+pub(crate) fn close_producer<M: Memory, L: Link + ?Sized>(p: &Producer<'_, M>, l: &L) {
+    if p.close() {
+        notify(l, &p.control().data.0, l.bells().tx_data);
+    }
+}
+
+// ---------------------------------------------------------------- consumer --
+
+/// Marks the consumer closed and wakes a producer sleeping for room.
+pub(crate) fn close_consumer<M: Memory, L: Link + ?Sized>(c: &Consumer<'_, M>, l: &L) {
+    if c.close() {
+        notify(l, &c.control().space.0, l.bells().rx_space);
+    }
+}
+
+/// Consumes `r` and wakes a producer sleeping for room, if it has to know.
+pub(crate) fn release<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L, r: Record) {
+    if c.release(r) {
+        notify(l, &c.control().space.0, l.bells().rx_space);
+    }
+}
+
+/// The next record: `None` when there is none yet, `Some(None)` when the
+/// producer closed after its last record.
+pub(crate) fn next_record<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &mut RecvState,
+    l: &L,
+) -> io::Result<Option<Option<Record>>> {
+    match c.peek() {
+        Ok(Some(r)) => Ok(Some(Some(r))),
+        Ok(None) if !c.peer_closed() => {
+            // Caught up: before anyone waits, the producer sees it all.
+            if c.publish() {
+                notify(l, &c.control().space.0, l.bells().rx_space);
+            }
+            Ok(None)
+        }
+        // Closed: whatever it published before closing is visible now.
+        Ok(None) => match c.peek() {
+            Ok(Some(r)) => Ok(Some(Some(r))),
+            Ok(None) => Ok(Some(None)),
+            Err(e) => Err(st.fail(io::ErrorKind::InvalidData, e.0)),
+        },
+        Err(e) => Err(st.fail(io::ErrorKind::InvalidData, e.0)),
+    }
+}
+
+/// What a receive that did not have to wait found.
+pub(crate) enum Step {
+    Message,
+    End,
+}
+
+/// Takes into `out` what has arrived: `None` when the message is not
+/// complete yet (the caller waits), otherwise a whole message or the end.
+pub(crate) fn step<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &mut RecvState,
+    l: &L,
+    out: &mut Vec<u8>,
+    wait: Wait,
+) -> io::Result<Option<Step>> {
+    let mut records = 0u32;
+    loop {
+        let r = match next_record(c, st, l)? {
+            None => return Ok(None),
+            // Closed: the end, or an error inside a message.
+            Some(None) => {
+                return st
+                    .end_of_stream(Some(out.len() as u64))
+                    .map(|_| Some(Step::End))
+            }
+            Some(Some(r)) => r,
+        };
+        if !st.is_mid() {
+            st.start(None)?;
+        }
+        st.grown((out.len() + r.len) as u64)?;
+        c.memory().append_to(r.offset, r.len, out);
+        release(c, l, r);
+        if !r.more {
+            st.finish();
+            return Ok(Some(Step::Message));
+        }
+        records += 1;
+        if records.is_multiple_of(RECORDS_PER_DEADLINE_CHECK)
+            && matches!(wait, Wait::Until(_))
+            && wait.remaining().is_some_and(|left| left.is_zero())
+        {
+            return Err(wait.expired_error());
+        }
+    }
+}
+
+/// Receives one whole message into `out` (replacing its contents), waiting
+/// per `wait`. `Ok(None)`: the producer closed after its last message. After
+/// an error the part that arrived is kept for the next call.
+pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &mut RecvState,
+    l: &L,
+    out: &mut Vec<u8>,
+    wait: Wait,
+) -> io::Result<Option<usize>> {
+    st.begin(out)?;
+    let ctl = c.control();
+    let r = wait_on(l, wait, &ctl.data.0, l.bells().rx_data, || {
+        step(c, st, l, out, wait)
+    });
+    match r {
+        Ok(Step::Message) => Ok(Some(out.len())),
+        Ok(Step::End) => Ok(None),
+        Err(e) => {
+            st.interrupt(out);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+#[allow(unsafe_code)]
+mod loom_tests {
+    use super::*;
+    use crate::channel::ring::Control;
+    use crate::proto::send::{Outgoing, SendState, Sink};
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+
+    /// Memory whose every byte is a loom cell: loom reports a read of bytes
+    /// whose write is not ordered before it (a broken publication).
+    struct Cells(Vec<UnsafeCell<u8>>);
+
+    impl Memory for &Cells {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn read(&self, offset: usize, dst: &mut [u8]) {
+            for (i, d) in dst.iter_mut().enumerate() {
+                // SAFETY: loom checks that this read is ordered after the write.
+                *d = self.0[offset + i].with(|p| unsafe { *p });
+            }
+        }
+        fn write(&self, offset: usize, src: &[u8]) {
+            for (i, s) in src.iter().enumerate() {
+                // SAFETY: loom checks that no read races with this write.
+                self.0[offset + i].with_mut(|p| unsafe { *p = *s });
+            }
+        }
+    }
+
+    /// Sleeps until the sequence word changes, with no timeout: a lost
+    /// wake-up never ends (loom reports it), where the OS sleeper would hide
+    /// it behind its 50 ms peer check.
+    struct Sleeper;
+
+    impl Link for Sleeper {
+        fn sleep(&self, _bell: usize, word: &AtomicU32, seen: u32, _timeout: Duration) {
+            while word.load(atomic::Ordering::Acquire) == seen {
+                loom::thread::yield_now();
+            }
+        }
+        fn wake(&self, _bell: usize, _word: &AtomicU32) {}
+        fn peer_gone(&self) -> bool {
+            false
+        }
+        fn spin(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn bells(&self) -> Bells {
+            Bells {
+                rx_data: 0,
+                rx_space: 1,
+                tx_data: 0,
+                tx_space: 1,
+            }
+        }
+    }
+
+    /// The channel's sender: the shared send driver over a ring sink.
+    struct RingSink<'a, 'r> {
+        p: &'a mut Producer<'r, &'r Cells>,
+    }
+
+    impl Sink for RingSink<'_, '_> {
+        fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+            let (piece, more) = out.next_piece(self.p.max_chunk());
+            push(self.p, &Sleeper, piece, more, wait)?;
+            Ok(piece.len())
+        }
+        fn abort(&mut self) {
+            close_producer(self.p, &Sleeper);
+        }
+    }
+
+    fn model(msgs: Vec<Vec<u8>>, close_early: bool) {
+        loom::model(move || {
+            let ctl = Arc::new(Control::new());
+            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let (c2, m2, sent) = (ctl.clone(), mem.clone(), msgs.clone());
+            let t = loom::thread::spawn(move || {
+                let mut p = Producer::new(&c2, &*m2);
+                let mut st = SendState::new("loom");
+                for m in &sent {
+                    let r = st.send(
+                        &mut RingSink { p: &mut p },
+                        &mut Outgoing::raw(m),
+                        Wait::Block,
+                    );
+                    if let Err(e) = r {
+                        // Only when the consumer left early.
+                        assert!(close_early, "{e}");
+                        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+                        return;
+                    }
+                }
+                close_producer(&p, &Sleeper);
+            });
+            let mut c = Consumer::new(&ctl, &*mem);
+            let mut st = RecvState::new("loom", 1 << 20);
+            let mut out = Vec::new();
+            let take = if close_early { 1 } else { msgs.len() };
+            for want in msgs.iter().take(take) {
+                let got = recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap();
+                assert_eq!(got, Some(want.len()));
+                assert_eq!(&out, want);
+            }
+            if close_early {
+                // The producer sleeping for room must wake and see us gone.
+                close_consumer(&c, &Sleeper);
+            } else {
+                // The close wakes us, after every message.
+                assert_eq!(
+                    recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap(),
+                    None
+                );
+            }
+            t.join().unwrap();
+        });
+    }
+
+    /// Messages of one and of several records (a 64-byte ring carries at most
+    /// 8 payload bytes per record) through the production send and receive
+    /// paths: both sides sleep (no spinning), the producer for room and the
+    /// consumer for data, with lazy position publication and wrap-around;
+    /// then the producer's close wakes the sleeping consumer.
+    #[test]
+    fn messages_flow_and_the_close_wakes_the_consumer() {
+        model(
+            vec![vec![1, 2, 3], (0..20).collect(), vec![], vec![9; 12]],
+            false,
+        );
+    }
+
+    /// The consumer closes while the producer sleeps for room: the producer
+    /// wakes and fails with `BrokenPipe` instead of sleeping forever.
+    #[test]
+    fn the_consumers_close_wakes_a_producer_waiting_for_room() {
+        model(vec![vec![1; 8], vec![2; 40], vec![3; 40]], true);
+    }
+}
