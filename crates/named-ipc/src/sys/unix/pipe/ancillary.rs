@@ -106,3 +106,93 @@ pub(super) fn recv_with_fd(
     }
     Ok((msg.bytes, fds.pop()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Longest a blocking step may take before the test fails.
+    const STEP: Duration = Duration::from_secs(30);
+
+    /// Sends `bytes` with every one of `fds` attached, in one `sendmsg`.
+    fn send_fds(sock: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) {
+        let fds: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+        let iov = [IoSlice::new(bytes)];
+        let n = rustix::net::sendmsg(sock, &iov, &mut control, SEND_FLAGS).unwrap();
+        assert_eq!(n, bytes.len());
+    }
+
+    /// A socket pair whose second end reads end-of-stream only once every
+    /// copy of the first end is closed.
+    fn witness() -> (OwnedFd, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_read_timeout(Some(STEP)).unwrap();
+        (OwnedFd::from(a), b)
+    }
+
+    fn assert_all_closed(mut w: UnixStream) {
+        let mut b = [0u8; 1];
+        let n = w.read(&mut b).expect("a received descriptor was left open");
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn one_descriptor_arrives_close_on_exec() {
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let (fd, _w) = witness();
+        send_with_fd(tx.as_fd(), b"hi", fd.as_fd()).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, got) = recv_with_fd(rx.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        let got = got.expect("the descriptor");
+        let flags = rustix::io::fcntl_getfd(&got).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+    }
+
+    #[test]
+    fn extra_descriptors_are_refused_and_all_closed() {
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let (a, wa) = witness();
+        let (b, wb) = witness();
+        send_fds(&tx, b"hi", &[a, b]);
+        let mut buf = [0u8; 8];
+        let e = recv_with_fd(rx.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("2 descriptors"), "{e}");
+        assert_all_closed(wa);
+        assert_all_closed(wb);
+    }
+
+    #[test]
+    fn truncated_control_data_is_refused_and_what_arrived_closed() {
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let (fds, witnesses): (Vec<_>, Vec<_>) = (0..ROOM * 4).map(|_| witness()).unzip();
+        send_fds(&tx, b"hi", &fds);
+        drop(fds);
+        let mut buf = [0u8; 8];
+        let e = recv_with_fd(rx.as_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("truncated"), "{e}");
+        for w in witnesses {
+            assert_all_closed(w);
+        }
+    }
+
+    #[test]
+    fn no_descriptor_is_fine() {
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut tx, b"hi").unwrap();
+        let mut buf = [0u8; 8];
+        let (n, got) = recv_with_fd(rx.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        assert!(got.is_none());
+    }
+}
