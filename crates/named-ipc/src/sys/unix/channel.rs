@@ -239,6 +239,13 @@ mod tests {
     }
 
     #[test]
+    fn a_descriptor_that_is_not_a_memfd_is_refused() {
+        let (sock, _other) = UnixStream::pair().unwrap();
+        let err = connect_to_hostile_server(vec![OwnedFd::from(sock)]);
+        expect_refusal(&err, "not a sealable memfd");
+    }
+
+    #[test]
     fn a_sealed_segment_larger_than_the_handshake_says_is_refused() {
         let fd = segment(total() + 4096, SealFlags::SHRINK | SealFlags::GROW);
         let err = connect_to_hostile_server(vec![fd]);
