@@ -5,8 +5,9 @@
 //!   robust mutexes, `MSG_CMSG_CLOEXEC`).
 //! - `apple`: macOS, iOS, tvOS, watchOS, visionOS (`__ulock`, `SO_NOSIGPIPE`,
 //!   `LOCAL_PEERPID`, 31-byte shm names).
-//! - `sock_cloexec`: systems with `SOCK_CLOEXEC`/`SOCK_NONBLOCK`, `accept4` and
-//!   `MSG_NOSIGNAL` (Linux, Android, FreeBSD, NetBSD, OpenBSD).
+//! - `sock_cloexec`: systems with `SOCK_CLOEXEC`/`SOCK_NONBLOCK`, `accept4`,
+//!   `MSG_NOSIGNAL` and `MSG_CMSG_CLOEXEC` (Linux, Android, FreeBSD, NetBSD,
+//!   OpenBSD).
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     for alias in ["linux_like", "apple", "sock_cloexec"] {

@@ -78,7 +78,13 @@ pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
     pipe.send(&hi)?;
     let (bytes, attachment) = sys::channel::recv_hello(&pipe, Wait::timeout(Some(HANDSHAKE)))?;
     let hello = Hello::decode(&bytes).map_err(invalid)?;
-    let (map, signals) = sys::channel::attach(&pipe, attachment, &hello.handles, hello.server_pid)?;
+    let (map, signals) = sys::channel::attach(
+        &pipe,
+        attachment,
+        &hello.handles,
+        hello.server_pid,
+        hello.segment_len,
+    )?;
     let mut h = [0u8; header::HEADER_LEN];
     if map.len() < h.len() {
         return Err(invalid("the channel segment is too small"));

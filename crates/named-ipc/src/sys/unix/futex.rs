@@ -24,44 +24,19 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) {
 #[cfg(linux_like)]
 mod imp {
     use super::*;
+    use rustix::thread::futex::{self, Flags};
+
+    // No `Flags::PRIVATE`: the word lives in memory shared between processes.
+    // Errors (`EAGAIN`: the word changed; `ETIMEDOUT`; `EINTR`) all mean
+    // "re-check", which every caller does.
 
     pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        let ts = timeout.map(|d| libc::timespec {
-            tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: d.subsec_nanos() as libc::c_long,
-        });
-        let tsp = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: word is a live, aligned u32 (in shared memory); FUTEX_WAIT
-        // only reads it; tsp is null or points at a live timespec.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT,
-                expected,
-                tsp,
-                std::ptr::null::<u32>(),
-                0u32,
-            )
-        };
+        let ts = timeout.map(crate::sys::unix::timespec);
+        let _ = futex::wait(word, Flags::empty(), expected, ts.as_ref());
     }
 
     pub(super) fn wake(word: &AtomicU32, n: u32) {
-        let n = n.min(i32::MAX as u32) as libc::c_int;
-        // SAFETY: FUTEX_WAKE on a live, aligned u32 touches no memory.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAKE,
-                n,
-                std::ptr::null::<libc::timespec>(),
-                std::ptr::null::<u32>(),
-                0u32,
-            )
-        };
+        let _ = futex::wake(word, Flags::empty(), n.min(i32::MAX as u32));
     }
 }
 
@@ -72,14 +47,19 @@ mod imp {
     const UL_COMPARE_AND_WAIT_SHARED: u32 = 3;
     const ULF_WAKE_ALL: u32 = 0x100;
 
+    // No rustix (or libc crate) wrapper exists for these: our own FFI.
     extern "C" {
         fn __ulock_wait(
             operation: u32,
-            addr: *mut libc::c_void,
+            addr: *mut std::ffi::c_void,
             value: u64,
             timeout_us: u32,
-        ) -> libc::c_int;
-        fn __ulock_wake(operation: u32, addr: *mut libc::c_void, wake_value: u64) -> libc::c_int;
+        ) -> std::ffi::c_int;
+        fn __ulock_wake(
+            operation: u32,
+            addr: *mut std::ffi::c_void,
+            wake_value: u64,
+        ) -> std::ffi::c_int;
     }
 
     pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {

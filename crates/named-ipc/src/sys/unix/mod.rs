@@ -1,24 +1,33 @@
 //! Unix backend: pipes are `SOCK_STREAM` Unix domain sockets.
-#![allow(unsafe_code)]
+//!
+//! System calls go through rustix's typed wrappers. `unsafe` is allowed only
+//! in the modules that still need it: mappings (`shm`), pthread mutexes
+//! (`sync`), macOS `__ulock` (`futex`), and in `pipe` the calls rustix has no
+//! safe form for; each says why.
 
 #[cfg(not(loom))]
 pub(crate) mod channel;
+#[allow(unsafe_code)]
 pub(crate) mod futex;
 pub(crate) mod pipe;
+#[allow(unsafe_code)]
 pub(crate) mod shm;
+#[allow(unsafe_code)]
 pub(crate) mod sync;
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, Stat};
 
 use crate::error::{Error, ErrorKind, Result};
 
 /// Unix errors whose `io::ErrorKind` is too vague for us.
 pub(crate) fn classify_os_error(e: &io::Error) -> Option<ErrorKind> {
     match e.raw_os_error() {
-        Some(libc::ENAMETOOLONG) => Some(ErrorKind::InvalidName),
+        Some(code) if code == rustix::io::Errno::NAMETOOLONG.raw_os_error() => {
+            Some(ErrorKind::InvalidName)
+        }
         _ => None,
     }
 }
@@ -29,8 +38,7 @@ pub(crate) struct UserRepr(pub(crate) u32);
 
 impl UserRepr {
     pub(crate) fn current() -> io::Result<UserRepr> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        Ok(UserRepr(unsafe { libc::geteuid() }))
+        Ok(UserRepr(euid()))
     }
 }
 
@@ -40,28 +48,29 @@ impl std::fmt::Display for UserRepr {
     }
 }
 
-/// Turns a `-1` return into the thread's `errno`.
-pub(crate) fn cvt<T: Default + PartialOrd>(r: T) -> io::Result<T> {
-    if r < T::default() {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+/// Our effective uid.
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
-/// Like [`cvt`], retrying on `EINTR`.
-pub(crate) fn cvt_r<T: Default + PartialOrd>(mut f: impl FnMut() -> T) -> io::Result<T> {
-    loop {
-        match cvt(f()) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
+/// The file type and permission bits of `st` as one `u32`.
+// A no-op on Linux; widens on macOS and FreeBSD (mode_t is u16 there).
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn mode_of(st: &Stat) -> u32 {
+    st.st_mode as u32
 }
 
-pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+/// `d` as a `Timespec`, saturating at the largest one.
+pub(crate) fn timespec(d: std::time::Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec::try_from(d).unwrap_or(rustix::event::Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    })
+}
+
+/// The file type of `st`.
+pub(crate) fn file_type(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
 }
 
 /// The per-user directory for pipe sockets and named-ipc bookkeeping:
@@ -69,22 +78,15 @@ pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
 pub(crate) fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if Path::new(&d).is_absolute() => Path::new(&d).join("named-ipc"),
-        _ => {
-            // SAFETY: geteuid cannot fail.
-            let uid = unsafe { libc::geteuid() };
-            PathBuf::from(format!("/tmp/named-ipc-{uid}"))
-        }
+        _ => PathBuf::from(format!("/tmp/named-ipc-{}", euid())),
     }
 }
 
 /// Creates our per-user directory (0700) or checks that an existing one is ours
 /// and private, so nobody else can plant or read sockets in it.
 pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
-    let c = cstr(dir).map_err(|e| Error::from_io(e, name, "bad directory", ""))?;
-    // SAFETY: c is a valid NUL-terminated path.
-    let r = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = rustix::fs::mkdir(dir, Mode::RWXU) {
+        let e = io::Error::from(e);
         if e.kind() != io::ErrorKind::AlreadyExists {
             return Err(Error::from_io(
                 e,
@@ -96,9 +98,8 @@ pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
     }
     let st = lstat(dir)
         .map_err(|e| Error::from_io(e, name, &format!("cannot inspect {}", dir.display()), ""))?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+    let me = euid();
+    if file_type(&st) != FileType::Directory {
         return Err(Error::new(
             ErrorKind::PermissionDenied,
             name,
@@ -117,27 +118,23 @@ pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
             ),
         ));
     }
-    if st.st_mode & 0o077 != 0 {
+    let mode = mode_of(&st);
+    if mode & 0o077 != 0 {
         return Err(Error::new(
             ErrorKind::PermissionDenied,
             name,
             format!(
                 "the pipe directory {} has mode {:o}, open to other users; run chmod 700 on it",
                 dir.display(),
-                st.st_mode & 0o777
+                mode & 0o777
             ),
         ));
     }
     Ok(())
 }
 
-pub(crate) fn lstat(path: &Path) -> io::Result<libc::stat> {
-    let c = cstr(path)?;
-    // SAFETY: all-zero is a valid `stat`; lstat fills it in.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: c is NUL-terminated; st is a valid out-pointer.
-    cvt(unsafe { libc::lstat(c.as_ptr(), &mut st) })?;
-    Ok(st)
+pub(crate) fn lstat(path: &Path) -> io::Result<Stat> {
+    Ok(rustix::fs::lstat(path)?)
 }
 
 /// The directory of owner records (see `crate::registry`), created private.

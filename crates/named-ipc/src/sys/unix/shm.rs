@@ -1,13 +1,15 @@
 //! Shared memory on Unix: POSIX `shm_open` objects (`/NAME`), sealed memfds
 //! (Linux) for unnamed segments, and `mmap` of regular files.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
-use super::{cvt, cvt_r};
+use rustix::fs::{Mode, RawMode};
+use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
+use rustix::shm::OFlags;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::name;
 use crate::shm::Protection;
@@ -57,49 +59,40 @@ pub(crate) fn resolve(name: &str, kind: &str) -> Result<String> {
     Ok(os)
 }
 
-fn c_name(os_name: &str) -> io::Result<CString> {
-    CString::new(os_name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+fn c_name(os_name: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(os_name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
-/// macOS declares `shm_open` variadic, so the mode travels promoted to
-/// `c_uint`; elsewhere it is a `mode_t`.
-#[cfg(apple)]
-fn mode_arg(mode: libc::mode_t) -> libc::c_uint {
-    libc::c_uint::from(mode)
+/// `mode` as the OS's `mode_t` (16 bits on macOS and FreeBSD).
+fn mode(mode: u32) -> Mode {
+    Mode::from_raw_mode(mode as RawMode)
 }
 
-#[cfg(not(apple))]
-fn mode_arg(mode: libc::mode_t) -> libc::mode_t {
-    mode
-}
-
-fn shm_open(os_name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+fn shm_open(os_name: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
     let c = c_name(os_name)?;
-    // SAFETY: c is NUL-terminated; shm_open returns a new descriptor or -1.
-    let fd =
-        cvt_r(|| unsafe { libc::shm_open(c.as_ptr(), flags | libc::O_CLOEXEC, mode_arg(mode)) })?;
-    // SAFETY: fd is fresh and owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // shm_open sets FD_CLOEXEC on the new descriptor (POSIX).
+    Ok(rustix::io::retry_on_intr(|| {
+        rustix::shm::open(&c, flags, mode)
+    })?)
 }
 
 pub(crate) fn unlink(os_name: &str) -> io::Result<()> {
     let c = c_name(os_name)?;
-    // SAFETY: c is NUL-terminated.
-    cvt(unsafe { libc::shm_unlink(c.as_ptr()) }).map(drop)
+    Ok(rustix::shm::unlink(&c)?)
 }
 
-fn fd_size(fd: RawFd) -> io::Result<u64> {
-    // SAFETY: all-zero is a valid stat; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open; st is a valid out-pointer.
-    cvt(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st.st_size as u64)
+fn fd_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd)?.st_size as u64)
 }
 
-fn truncate(fd: RawFd, size: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(size).map_err(|_| too_big(size))?;
-    // SAFETY: fd is an open, writable object.
-    cvt_r(|| unsafe { libc::ftruncate(fd, len) }).map(drop)
+fn truncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
+    if i64::try_from(size).is_err() {
+        return Err(too_big(size));
+    }
+    Ok(rustix::io::retry_on_intr(|| {
+        rustix::fs::ftruncate(fd, size)
+    })?)
 }
 
 fn too_big(size: u64) -> io::Error {
@@ -142,35 +135,33 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned; nobody borrows the
         // memory past the Mapping's lifetime (borrows are tied to it).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
-fn mmap(fd: RawFd, len: u64, access: Protection) -> io::Result<NonNull<u8>> {
+fn mmap(fd: BorrowedFd<'_>, len: u64, access: Protection) -> io::Result<NonNull<u8>> {
     let len = usize::try_from(len).map_err(|_| too_big(len))?;
     let (prot, flags) = match access {
-        Protection::ReadOnly => (libc::PROT_READ, libc::MAP_SHARED),
-        Protection::ReadWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED),
-        Protection::CopyOnWrite => (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE),
+        Protection::ReadOnly => (ProtFlags::READ, MapFlags::SHARED),
+        Protection::ReadWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED),
+        Protection::CopyOnWrite => (ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE),
     };
-    // SAFETY: a fresh mapping chosen by the kernel; fd is open.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: a fresh mapping at an address the kernel chooses (null hint),
+    // so no existing memory is replaced; fd is open.
+    let p = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) }?;
     NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))
 }
 
-fn open_flags(access: Protection) -> libc::c_int {
+fn open_flags(access: Protection) -> OFlags {
     match access {
-        Protection::ReadWrite => libc::O_RDWR,
-        Protection::ReadOnly | Protection::CopyOnWrite => libc::O_RDONLY,
+        Protection::ReadWrite => OFlags::RDWR,
+        Protection::ReadOnly | Protection::CopyOnWrite => OFlags::RDONLY,
     }
 }
 
 impl Mapping {
     fn new(fd: OwnedFd, len: u64, access: Protection, backing: Backing) -> io::Result<Mapping> {
-        let ptr = mmap(fd.as_raw_fd(), len, access)?;
+        let ptr = mmap(fd.as_fd(), len, access)?;
         Ok(Mapping {
             ptr,
             len: len as usize,
@@ -184,14 +175,13 @@ impl Mapping {
     pub(crate) fn create(os_name: &str, size: u64, mode: u32) -> io::Result<Mapping> {
         let fd = shm_open(
             os_name,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
-            mode as libc::mode_t,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+            self::mode(mode),
         )?;
         let init = (|| {
             // The umask may have removed bits we were asked for.
-            // SAFETY: fd is open.
-            cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
-            truncate(fd.as_raw_fd(), size)?;
+            rustix::fs::fchmod(&fd, self::mode(mode))?;
+            truncate(fd.as_fd(), size)?;
             Mapping::new(fd, size, Protection::ReadWrite, Backing::Resizable)
         })();
         if init.is_err() {
@@ -203,8 +193,8 @@ impl Mapping {
     /// Opens an existing `/NAME`, mapping the size the OS reports. A size of 0
     /// (a creator between `shm_open` and `ftruncate`) is waited out briefly.
     pub(crate) fn open(os_name: &str, access: Protection) -> io::Result<Mapping> {
-        let fd = shm_open(os_name, open_flags(access), 0)?;
-        let size = wait_for_size(fd.as_raw_fd())?;
+        let fd = shm_open(os_name, open_flags(access), Mode::empty())?;
+        let size = wait_for_size(fd.as_fd())?;
         Mapping::new(fd, size, access, Backing::Resizable)
     }
 
@@ -214,34 +204,35 @@ impl Mapping {
     pub(crate) fn anonymous(size: u64) -> io::Result<Mapping> {
         #[cfg(linux_like)]
         {
-            // SAFETY: the name is a NUL-terminated literal.
-            let raw = cvt(unsafe {
-                libc::memfd_create(
-                    c"named-ipc".as_ptr(),
-                    libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-                )
-            })?;
-            // SAFETY: raw is fresh and owned by nobody else.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            truncate(fd.as_raw_fd(), size)?;
-            let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-            // SAFETY: fd is a memfd created with MFD_ALLOW_SEALING.
-            cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+            use rustix::fs::{MemfdFlags, SealFlags};
+            let fd = rustix::fs::memfd_create(
+                c"named-ipc",
+                MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+            )?;
+            truncate(fd.as_fd(), size)?;
+            rustix::fs::fcntl_add_seals(
+                &fd,
+                SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+            )?;
             Mapping::new(fd, size, Protection::ReadWrite, Backing::Sealed)
         }
         #[cfg(not(linux_like))]
         {
             let os_name = format!("/nipc-anon-{}-{:x}", std::process::id(), random_u64());
-            let fd = shm_open(&os_name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)?;
+            let fd = shm_open(
+                &os_name,
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+                Mode::RUSR | Mode::WUSR,
+            )?;
             let _ = unlink(&os_name);
-            truncate(fd.as_raw_fd(), size)?;
+            truncate(fd.as_fd(), size)?;
             Mapping::new(fd, size, Protection::ReadWrite, Backing::Resizable)
         }
     }
 
     /// Maps a regular file (the spec's `hFile` case).
     pub(crate) fn map_file(file: &File, access: Protection) -> io::Result<Mapping> {
-        let size = fd_size(file.as_raw_fd())?;
+        let size = fd_size(file.as_fd())?;
         if size == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -257,10 +248,7 @@ impl Mapping {
     pub(crate) fn child_token(&mut self) -> io::Result<String> {
         if self.child_fd.is_none() {
             // dup() clears FD_CLOEXEC on the copy, so children inherit it.
-            // SAFETY: duplicating our own open descriptor.
-            let raw = cvt(unsafe { libc::dup(self.fd.as_raw_fd()) })?;
-            // SAFETY: raw is fresh and owned by nobody else.
-            self.child_fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+            self.child_fd = Some(rustix::io::dup(&self.fd)?);
         }
         let fd = self.child_fd.as_ref().map(AsRawFd::as_raw_fd).unwrap_or(-1);
         Ok(format!("fd:{fd}"))
@@ -271,7 +259,9 @@ impl Mapping {
         let fd = RawFd::try_from(crate::sys::parse_token(token, "fd")?)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "descriptor out of range"))?;
         // Check that it is an open descriptor before taking ownership of it.
-        // SAFETY: F_GETFD only reads the descriptor's flags.
+        // (A raw number, so no rustix wrapper: those take a BorrowedFd, which
+        // already claims the descriptor is open.)
+        // SAFETY: F_GETFD only reads the flags of whatever fd names, if anything.
         if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -280,31 +270,83 @@ impl Mapping {
         }
         // SAFETY: the parent gave us this inherited descriptor for our exclusive use.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: owned is open; keep it from leaking into our own children.
-        cvt(unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
-        let size = fd_size(owned.as_raw_fd())?;
+        // Keep it from leaking into our own children.
+        rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+        let size = fd_size(owned.as_fd())?;
         if size == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the inherited segment is empty",
             ));
         }
-        let backing = backing_of(owned.as_raw_fd());
+        let backing = backing_of(owned.as_fd());
         Mapping::new(owned, size, access, backing)
     }
 
-    /// Maps a whole segment received as a descriptor (the channel handshake).
-    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Mapping> {
-        // SAFETY: fd is ours; keep it from leaking into children.
-        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
-        let size = fd_size(fd.as_raw_fd())?;
-        if size == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the received segment is empty",
-            ));
+    /// Maps a whole segment received as a descriptor (the channel handshake):
+    /// exactly `expected_len` bytes, the length the handshake announced.
+    ///
+    /// The descriptor comes from the peer, so it is checked before it is
+    /// mapped. Linux: it must be a memfd sealed against shrinking and growing
+    /// (`F_SEAL_SHRINK | F_SEAL_GROW`), so its size is fixed for good, and that
+    /// size must be `expected_len`. Elsewhere there are no seals: the size is
+    /// checked once, here. On macOS a POSIX shm object cannot be resized once
+    /// it has a size (`ftruncate` fails), so that check holds. On FreeBSD the
+    /// server (the only other holder of the unlinked object) could still
+    /// shrink it later, and a client touching the lost pages would get
+    /// `SIGBUS`: a server we chose to connect to can crash us there, which is
+    /// the residual risk.
+    ///
+    /// # Errors
+    /// `InvalidData` for a descriptor that is not a segment, not sealed
+    /// (Linux), or of another size; OS errors.
+    pub(crate) fn from_fd(fd: OwnedFd, expected_len: u64) -> io::Result<Mapping> {
+        let refuse = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+        let st = rustix::fs::fstat(&fd)?;
+        #[cfg(linux_like)]
+        let backing = {
+            use rustix::fs::SealFlags;
+            let need = SealFlags::SHRINK | SealFlags::GROW;
+            match rustix::fs::fcntl_get_seals(&fd) {
+                Ok(seals) if seals.contains(need) => Backing::Sealed,
+                Ok(_) => {
+                    return Err(refuse(
+                        "the server's segment is not sealed against resizing \
+                         (F_SEAL_SHRINK | F_SEAL_GROW), so its size could change under us; \
+                         refusing it (is the server a named-ipc channel server?)"
+                            .into(),
+                    ))
+                }
+                Err(e) => {
+                    return Err(refuse(format!(
+                        "the server's segment is not sealed against resizing: it is \
+                         not a sealable memfd ({}); refusing it",
+                        io::Error::from(e)
+                    )))
+                }
+            }
+        };
+        #[cfg(not(linux_like))]
+        let backing = {
+            use rustix::fs::FileType;
+            // macOS reports no file type for shm objects; FreeBSD a regular file.
+            match super::file_type(&st) {
+                FileType::RegularFile | FileType::Unknown => Backing::Resizable,
+                other => {
+                    return Err(refuse(format!(
+                        "the server sent a {other:?} descriptor instead of a shared \
+                         memory segment; refusing it"
+                    )))
+                }
+            }
+        };
+        let size = st.st_size as u64;
+        if size != expected_len {
+            return Err(refuse(format!(
+                "the server's segment is {size} bytes but its handshake says \
+                 {expected_len}; refusing it"
+            )));
         }
-        let backing = backing_of(fd.as_raw_fd());
         Mapping::new(fd, size, Protection::ReadWrite, backing)
     }
 
@@ -325,32 +367,33 @@ impl Mapping {
     pub(crate) fn current_len(&self) -> io::Result<u64> {
         match self.backing {
             Backing::Sealed => Ok(self.len as u64),
-            Backing::Resizable => fd_size(self.fd.as_raw_fd()),
+            Backing::Resizable => fd_size(self.fd.as_fd()),
         }
     }
 
     /// Writes dirty pages of a file-backed mapping to the file.
     pub(crate) fn flush(&self) -> io::Result<()> {
-        // SAFETY: ptr/len are our mapping.
-        cvt(unsafe { libc::msync(self.ptr.as_ptr().cast(), self.len, libc::MS_SYNC) }).map(drop)
+        // SAFETY: ptr/len are our mapping, alive while self is.
+        Ok(unsafe { rustix::mm::msync(self.ptr.as_ptr().cast(), self.len, MsyncFlags::SYNC) }?)
     }
 }
 
 /// Sealed against shrinking (a Linux memfd we made), or resizable.
-fn backing_of(fd: RawFd) -> Backing {
+fn backing_of(fd: BorrowedFd<'_>) -> Backing {
     #[cfg(linux_like)]
     {
-        // SAFETY: F_GET_SEALS only reads the descriptor's seals.
-        let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
-        if seals >= 0 && seals & libc::F_SEAL_SHRINK != 0 {
-            return Backing::Sealed;
+        use rustix::fs::SealFlags;
+        if let Ok(seals) = rustix::fs::fcntl_get_seals(fd) {
+            if seals.contains(SealFlags::SHRINK) {
+                return Backing::Sealed;
+            }
         }
     }
     let _ = fd;
     Backing::Resizable
 }
 
-fn wait_for_size(fd: RawFd) -> io::Result<u64> {
+fn wait_for_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let wait = Wait::timeout(Some(std::time::Duration::from_secs(1)));
     let mut backoff = Backoff::new();
     loop {
@@ -402,6 +445,6 @@ pub(crate) fn list_objects() -> io::Result<Vec<(String, u64)>> {
 
 /// The size of the object `os_name`, without mapping it.
 pub(crate) fn object_size(os_name: &str) -> io::Result<u64> {
-    let fd = shm_open(os_name, libc::O_RDONLY, 0)?;
-    fd_size(fd.as_raw_fd())
+    let fd = shm_open(os_name, OFlags::RDONLY, Mode::empty())?;
+    fd_size(fd.as_fd())
 }

@@ -143,6 +143,7 @@ pub(crate) fn attach(
     _attachment: Attachment,
     handles: &[u64],
     server_pid: u32,
+    _segment_len: u64,
 ) -> io::Result<(Mapping, Signals)> {
     if handles.len() != 5 {
         return Err(io::Error::new(

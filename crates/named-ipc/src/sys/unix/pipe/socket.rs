@@ -1,0 +1,272 @@
+//! The socket layer under listeners and streams: a pipe's address, socket
+//! creation, readiness waits, and the send/receive calls with their
+//! [`Wait`] policy.
+
+use std::io::{self, IoSlice};
+use std::mem::{self, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{
+    AddressFamily, SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+
+use super::lockfile::lock_path_of;
+use crate::error::{Error, ErrorKind, Result};
+use crate::name;
+use crate::sys::unix::{runtime_dir, timespec};
+use crate::sys::Wait;
+
+/// Longest socket path (bytes, without the terminating NUL): the size of
+/// `sun_path`, which ends a `sockaddr_un` on every Unix we support.
+pub(super) const MAX_PATH: usize =
+    mem::size_of::<libc::sockaddr_un>() - mem::offset_of!(libc::sockaddr_un, sun_path) - 1;
+
+/// `send` flags: no SIGPIPE where the OS has a per-call flag (macOS uses the
+/// `SO_NOSIGPIPE` socket option instead).
+#[cfg(sock_cloexec)]
+pub(super) const SEND_FLAGS: SendFlags = SendFlags::NOSIGNAL;
+#[cfg(not(sock_cloexec))]
+pub(super) const SEND_FLAGS: SendFlags = SendFlags::empty();
+
+/// Where a pipe lives: its socket path.
+#[derive(Debug, Clone)]
+pub(crate) struct Addr {
+    pub(super) path: PathBuf,
+    /// Our per-user directory holding the socket, created 0700 on bind.
+    pub(super) private_dir: Option<PathBuf>,
+}
+
+impl Addr {
+    pub(crate) fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    pub(super) fn lock_path(&self) -> PathBuf {
+        lock_path_of(&self.path)
+    }
+}
+
+pub(crate) fn resolve(name: &str) -> Result<Addr> {
+    let bare = name::pipe_base_name(name, "pipe")?;
+    let (path, private_dir) = if bare.starts_with('/') {
+        (PathBuf::from(bare), None)
+    } else {
+        name::check_plain(name, bare, "pipe")?;
+        let dir = runtime_dir();
+        (dir.join(bare), Some(dir))
+    };
+    let len = path.as_os_str().len();
+    if len > MAX_PATH {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            name,
+            format!(
+                "pipe name {name:?} is too long: its socket path {} is {len} bytes and this OS \
+                 allows {MAX_PATH}; use a shorter name",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Addr { path, private_dir })
+}
+
+/// The socket address of `path`.
+pub(super) fn sockaddr(path: &Path) -> io::Result<SocketAddrUnix> {
+    if path.as_os_str().len() > MAX_PATH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    Ok(SocketAddrUnix::new(path)?)
+}
+
+#[cfg(not(sock_cloexec))]
+pub(super) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?)
+}
+
+pub(super) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    Ok(rustix::io::ioctl_fionbio(fd, on)?)
+}
+
+/// A new `AF_UNIX` stream socket, close-on-exec, optionally nonblocking.
+pub(super) fn unix_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    #[cfg(sock_cloexec)]
+    let fd = {
+        let mut flags = SocketFlags::CLOEXEC;
+        if nonblocking {
+            flags |= SocketFlags::NONBLOCK;
+        }
+        rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?
+    };
+    #[cfg(not(sock_cloexec))]
+    let fd = {
+        // No SOCK_CLOEXEC here: a fork+exec in another thread between these
+        // two calls would inherit the socket (macOS has no atomic way).
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::empty(),
+            None,
+        )?;
+        set_cloexec(std::os::fd::AsFd::as_fd(&fd))?;
+        set_nonblocking(std::os::fd::AsFd::as_fd(&fd), nonblocking)?;
+        fd
+    };
+    no_sigpipe(&fd)?;
+    Ok(fd)
+}
+
+#[cfg(apple)]
+pub(super) fn no_sigpipe(fd: &OwnedFd) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_nosigpipe(fd, true)?)
+}
+
+#[cfg(not(apple))]
+pub(super) fn no_sigpipe(_fd: &OwnedFd) -> io::Result<()> {
+    Ok(())
+}
+
+/// Waits until `fd` is ready for `events`, or the wait runs out.
+pub(super) fn poll_fd(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> io::Result<()> {
+    loop {
+        let timeout = wait
+            .remaining_ms_ceil()
+            .map(|ms| timespec(std::time::Duration::from_millis(ms)));
+        let mut p = [PollFd::from_borrowed_fd(fd, events)];
+        match rustix::event::poll(&mut p, timeout.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) => {}
+        }
+        if let Some(left) = wait.remaining() {
+            if left.is_zero() {
+                return Err(wait.expired_error());
+            }
+        }
+    }
+}
+
+/// Runs one socket call per `wait`: blocking, once without blocking, or
+/// polling for `events` until the deadline. `call(dontwait)` makes the call,
+/// with `MSG_DONTWAIT` when `dontwait`; `EINTR` retries it.
+fn with_wait<T>(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    wait: Wait,
+    mut call: impl FnMut(bool) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut once = |dontwait: bool| loop {
+        match call(dontwait) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    };
+    match wait {
+        Wait::Block => once(false),
+        Wait::Never => once(true),
+        Wait::Until(_) => loop {
+            poll_fd(fd, events, wait)?;
+            match once(true) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        },
+    }
+}
+
+fn dontwait_recv(dontwait: bool) -> rustix::net::RecvFlags {
+    if dontwait {
+        rustix::net::RecvFlags::DONTWAIT
+    } else {
+        rustix::net::RecvFlags::empty()
+    }
+}
+
+/// Receives into `buf`, waiting per `wait`.
+pub(super) fn recv_raw(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
+    with_wait(fd, PollFlags::IN, wait, |dontwait| {
+        Ok(rustix::net::recv(fd, &mut *buf, dontwait_recv(dontwait))?.1)
+    })
+}
+
+/// Receives into memory that may be uninitialised, waiting per `wait`; the
+/// first `n` bytes of `buf` are initialised when this returns `Ok(n)`.
+pub(super) fn recv_uninit(
+    fd: BorrowedFd<'_>,
+    buf: &mut [MaybeUninit<u8>],
+    wait: Wait,
+) -> io::Result<usize> {
+    with_wait(fd, PollFlags::IN, wait, |dontwait| {
+        Ok(rustix::net::recv(fd, &mut *buf, dontwait_recv(dontwait))?.1)
+    })
+}
+
+/// `recvmsg` (or `readv`) into the buffers `iov` describes, waiting per
+/// `wait`.
+///
+/// libc rather than rustix: rustix's vectored reads take `IoSliceMut`, which
+/// must not cover uninitialised memory, and the framing reads the header and
+/// the payload into a `Vec`'s spare capacity in one call.
+///
+/// # Safety
+/// Every iovec must describe memory valid for writes until this returns.
+pub(super) unsafe fn recv_iov(
+    fd: BorrowedFd<'_>,
+    iov: &mut [libc::iovec],
+    wait: Wait,
+) -> io::Result<usize> {
+    let raw = fd.as_raw_fd();
+    with_wait(fd, PollFlags::IN, wait, |dontwait| {
+        let r = if dontwait {
+            // SAFETY: all-zero is a valid msghdr; we point it at `iov`.
+            let mut m: libc::msghdr = unsafe { mem::zeroed() };
+            m.msg_iov = iov.as_mut_ptr();
+            m.msg_iovlen = iov.len() as _;
+            // SAFETY: the caller guarantees the iovecs are writable.
+            unsafe { libc::recvmsg(raw, &mut m, libc::MSG_DONTWAIT) }
+        } else {
+            // readv: the cheapest blocking scatter read (no msghdr to copy in).
+            // SAFETY: the caller guarantees the iovecs are writable.
+            unsafe { libc::readv(raw, iov.as_ptr(), iov.len() as libc::c_int) }
+        };
+        usize::try_from(r).map_err(|_| io::Error::last_os_error())
+    })
+}
+
+/// Fills `buf` completely; the end of the stream first is `UnexpectedEof`.
+pub(super) fn recv_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8], wait: Wait) -> io::Result<()> {
+    while !buf.is_empty() {
+        match recv_raw(fd, buf, wait)? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the pipe",
+                ))
+            }
+            n => buf = &mut buf[n..],
+        }
+    }
+    Ok(())
+}
+
+/// Sends from `bufs` (one `send`, or a gathering `sendmsg`), waiting per
+/// `wait`; returns how much the socket took.
+pub(super) fn send_raw(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
+    with_wait(fd, PollFlags::OUT, wait, |dontwait| {
+        let flags = if dontwait {
+            SEND_FLAGS | SendFlags::DONTWAIT
+        } else {
+            SEND_FLAGS
+        };
+        Ok(if let [one] = bufs {
+            rustix::net::send(fd, one, flags)?
+        } else {
+            rustix::net::sendmsg(fd, bufs, &mut SendAncillaryBuffer::default(), flags)?
+        })
+    })
+}
