@@ -270,8 +270,7 @@ impl PipeStream {
         }
     }
 
-    /// The OS stream (for the shared-memory channel's handshake on Unix).
-    #[cfg_attr(windows, allow(dead_code))]
+    /// The OS stream (for the shared-memory channel's handshake).
     pub(crate) fn sys(&self) -> &sys::pipe::Stream {
         &self.inner
     }

@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use super::futex;
+use super::pipe::Stream;
 use super::shm::Mapping;
 use crate::channel::header::Hello;
-use crate::pipe::PipeStream;
 use crate::sys::Wait;
 
 /// The segment's descriptor travels beside the hello message.
@@ -24,9 +24,9 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    fn new(stream: &PipeStream) -> io::Result<Signals> {
+    fn new(stream: &Stream) -> io::Result<Signals> {
         Ok(Signals {
-            watch: stream.sys().watch_fd()?,
+            watch: stream.watch_fd()?,
         })
     }
 
@@ -56,28 +56,32 @@ impl Signals {
     }
 }
 
-/// Server side: sends the hello with the segment's descriptor attached.
-pub(crate) fn send_hello(stream: &PipeStream, hello: Hello, seg: &Mapping) -> io::Result<Signals> {
-    stream
-        .sys()
-        .send_msg_with_fd(&hello.encode(), seg.fd().as_fd())?;
+/// Server side: sends the hello with the segment's descriptor attached. The
+/// descriptor is in flight once sent, so there is nothing to wait for.
+pub(crate) fn send_hello(
+    stream: &Stream,
+    hello: Hello,
+    seg: &Mapping,
+    _wait: Wait,
+) -> io::Result<Signals> {
+    stream.send_msg_with_fd(&hello.encode(), seg.fd().as_fd())?;
     Signals::new(stream)
 }
 
 /// Client side: receives the hello and the segment's descriptor.
-pub(crate) fn recv_hello(stream: &PipeStream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
-    stream.sys().recv_msg_with_fd(wait)
+pub(crate) fn recv_hello(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
+    stream.recv_msg_with_fd(wait)
 }
 
-/// Client side: maps the received segment and sets up signals. `handles` must
-/// be empty on Unix.
+/// Client side: maps the received segment and sets up signals. The hello must
+/// name no handles on Unix.
 pub(crate) fn attach(
-    stream: &PipeStream,
+    stream: &Stream,
     fd: Attachment,
-    handles: &[u64],
-    _server_pid: u32,
+    hello: &Hello,
+    _wait: Wait,
 ) -> io::Result<(Mapping, Signals)> {
-    if !handles.is_empty() {
+    if !hello.handles.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "unexpected handles in a Unix handshake",

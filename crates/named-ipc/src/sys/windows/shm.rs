@@ -14,7 +14,8 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, FlushViewOfFile, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile,
     VirtualQuery, FILE_MAP_COPY, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION,
-    MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY,
+    MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY, SEC_FILE, SEC_IMAGE,
+    SEC_RESERVE,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
@@ -134,8 +135,8 @@ fn view_access(access: Protection) -> u32 {
     }
 }
 
-/// The section's exact size (NtQuerySection), or the view's page-rounded size.
-fn section_size(section: HANDLE, view: *mut c_void) -> io::Result<u64> {
+/// `SectionBasicInformation` (NtQuerySection); needs `SECTION_QUERY`.
+fn query_section(section: HANDLE) -> Option<SectionBasicInformation> {
     let mut info = SectionBasicInformation {
         base_address: std::ptr::null_mut(),
         allocation_attributes: 0,
@@ -151,7 +152,12 @@ fn section_size(section: HANDLE, view: *mut c_void) -> io::Result<u64> {
             std::ptr::null_mut(),
         )
     };
-    if status >= 0 && info.maximum_size > 0 {
+    (status >= 0).then_some(info)
+}
+
+/// The section's exact size (NtQuerySection), or the view's page-rounded size.
+fn section_size(section: HANDLE, view: *mut c_void) -> io::Result<u64> {
+    if let Some(info) = query_section(section).filter(|i| i.maximum_size > 0) {
         return Ok(info.maximum_size as u64);
     }
     // SAFETY: all-zero is a valid MEMORY_BASIC_INFORMATION.
@@ -329,9 +335,47 @@ impl Mapping {
         map_view(section, access, None)
     }
 
-    /// Maps a whole section we were given (the channel handshake).
-    pub(crate) fn from_section(section: OwnedHandle) -> io::Result<Mapping> {
-        map_view(section, Protection::ReadWrite, None)
+    /// Maps the first `len` bytes of a section another process named (the
+    /// channel handshake), read-write. The section must be plain committed
+    /// memory of at least `len` bytes: not reserve-only (touching it would
+    /// fault), not backed by a file or an image (an I/O error would fault), so
+    /// that every access to the view is safe whatever the other process does.
+    /// `section` needs `SECTION_QUERY` besides the map rights.
+    pub(crate) fn from_section(section: OwnedHandle, len: u64) -> io::Result<Mapping> {
+        let info = query_section(raw(&section)).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "cannot query the section (NtQuerySection)",
+            )
+        })?;
+        let refused = SEC_RESERVE | SEC_FILE | SEC_IMAGE;
+        if info.allocation_attributes & refused != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the section is not plain committed memory (attributes {:#x})",
+                    info.allocation_attributes
+                ),
+            ));
+        }
+        if info.maximum_size < 0 || (info.maximum_size as u64) < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the section has {} bytes, not {len}", info.maximum_size),
+            ));
+        }
+        let n = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "section too large"))?;
+        // SAFETY: a fresh view of the first n bytes of a section handle we own.
+        let view =
+            unsafe { MapViewOfFile(raw(&section), view_access(Protection::ReadWrite), 0, 0, n) };
+        let ptr = NonNull::new(view.Value.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapping {
+            ptr,
+            len: n,
+            section,
+            child: None,
+        })
     }
 
     /// The section handle.
