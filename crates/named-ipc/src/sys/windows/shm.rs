@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 use std::fs::File;
 use std::io;
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use std::ptr::NonNull;
 
 use windows_sys::Win32::Foundation::{
@@ -20,7 +20,7 @@ use windows_sys::Win32::System::Memory::{
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::security::SecurityDescriptor;
-use super::{owned, raw, wide};
+use super::{object_type, owned, raw, wide};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::{self, LOCAL_PREFIX};
 use crate::shm::Protection;
@@ -320,18 +320,52 @@ impl Mapping {
         Ok(format!("handle:{h}"))
     }
 
+    /// Maps the section a parent described with `child_token`. The token's
+    /// handle stays the caller's: it is only duplicated, never adopted, so
+    /// neither a failure here nor dropping the mapping closes it.
     pub(crate) fn from_token(token: &str, access: Protection) -> io::Result<Mapping> {
-        let value = usize::try_from(crate::sys::parse_token(token, "handle")?)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "handle out of range"))?;
-        if value == 0 {
+        let value = crate::sys::parse_token(token, "handle")?;
+        // Real handle values are small positive numbers; NULL and the
+        // pseudo-handles (-1 this process, -2 this thread, ...) are not sections.
+        if value == 0 || value > 0x7fff_ffff {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "handle 0 is not a segment",
+                format!("{value} in token {token:?} is not a handle value"),
             ));
         }
-        // SAFETY: the parent gave us this inherited handle for our exclusive use;
-        // MapViewOfFile below fails cleanly if it is not a section.
-        let section = unsafe { OwnedHandle::from_raw_handle(value as *mut c_void) };
+        let mut dup: HANDLE = std::ptr::null_mut();
+        // SAFETY: DuplicateHandle reads our handle table entry for `value`
+        // (failing if it is not open) and makes a new, not inheritable handle
+        // that `owned` takes below; the original is left alone.
+        let ok = unsafe {
+            DuplicateHandle(
+                GetCurrentProcess(),
+                value as usize as HANDLE,
+                GetCurrentProcess(),
+                &mut dup,
+                0,
+                0,
+                DUPLICATE_SAME_ACCESS,
+            )
+        };
+        if ok == 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("handle {value} from token {token:?} is not open in this process ({e})"),
+            ));
+        }
+        let section = owned(dup, std::ptr::null_mut())?;
+        let ty = object_type(raw(&section))?;
+        if ty != "Section" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "handle {value} from token {token:?} is not a shared-memory section \
+                     (it is an object of type {ty})"
+                ),
+            ));
+        }
         map_view(section, access, None)
     }
 
