@@ -107,6 +107,16 @@ pub struct TimeoutArg {
 }
 
 #[derive(Debug, Args)]
+pub struct ServerUserArg {
+    /// Which user the server must run as: `me` (you), `any`, or a user (a uid
+    /// on Unix, a SID on Windows). A server running as anyone else is refused
+    /// before anything is sent, so a pipe another user created first gets
+    /// nothing.
+    #[arg(long, value_name = "WHO", default_value = "me")]
+    pub server_user: String,
+}
+
+#[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// Pipe name.
     pub name: String,
@@ -114,6 +124,8 @@ pub struct ConnectArgs {
     pub mode: ModeArgs,
     #[command(flatten)]
     pub timeout: TimeoutArg,
+    #[command(flatten)]
+    pub server: ServerUserArg,
     /// Print messages as lowercase hex, one per line.
     #[arg(long)]
     pub hex: bool,
@@ -134,6 +146,8 @@ pub struct SendArgs {
     pub mode: ModeArgs,
     #[command(flatten)]
     pub timeout: TimeoutArg,
+    #[command(flatten)]
+    pub server: ServerUserArg,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +161,8 @@ pub struct RecvArgs {
     pub mode: ModeArgs,
     #[command(flatten)]
     pub timeout: TimeoutArg,
+    #[command(flatten)]
+    pub server: ServerUserArg,
     /// Print messages as lowercase hex, one per line.
     #[arg(long)]
     pub hex: bool,

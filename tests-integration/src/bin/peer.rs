@@ -343,7 +343,15 @@ fn main() {
             say("READY");
             exit_on_stdin_eof();
             loop {
-                let s = l.accept().expect("accept");
+                // A client that leaves during the handshake (e.g. one that
+                // refused this server) costs only its own connection.
+                let s = match l.accept() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        say(&format!("CLIENT-ERROR {:?} {e}", e.kind()));
+                        continue;
+                    }
+                };
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
                     let r: io::Result<()> = (|| {
@@ -412,6 +420,21 @@ fn main() {
             }
             say(&format!("GOT {n}"));
         }
+        // echo-as UID PATH (Unix, started as root): become UID, then serve
+        // message-mode echo on the absolute socket PATH, open to every user.
+        "echo-as" => {
+            become_user(arg(&args, 1, "uid"));
+            let l = ListenerOptions::new()
+                .security(named_ipc::Security::LocalUsers)
+                .create(&args[2])
+                .expect("bind");
+            say("READY");
+            exit_on_stdin_eof();
+            for conn in l.incoming() {
+                let conn = conn.expect("accept");
+                std::thread::spawn(move || serve_echo(conn, "message"));
+            }
+        }
         // chan-hostile NAME SLOTS: a fake channel server (Windows). It answers a
         // client's hello with a handshake naming the 5 handle values in SLOTS
         // (comma-separated: a number, or `event`, `mutex`, `section:SIZE`,
@@ -471,6 +494,23 @@ fn shm_commands(seg: &ShmSegment) {
             other => say(&format!("ERR unknown command {other:?}")),
         }
     }
+}
+
+/// Drops root for `uid` (group too), for the `echo-as` role.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn become_user(uid: u32) {
+    // SAFETY: plain credential calls; the results are checked.
+    unsafe {
+        assert_eq!(libc::setgid(uid), 0, "setgid {uid}");
+        assert_eq!(libc::setuid(uid), 0, "setuid {uid}");
+    }
+}
+
+#[cfg(not(unix))]
+fn become_user(_uid: u32) {
+    eprintln!("peer: echo-as is a Unix role");
+    std::process::exit(2);
 }
 
 /// See the `chan-hostile` role.

@@ -52,7 +52,8 @@ mod stream;
 pub use framing::{FrameDecoder, Framed, Received};
 pub use listener::{Incoming, PipeListener};
 pub use options::{
-    Access, ConnectOptions, Direction, ListenerOptions, PipeMode, UNLIMITED_INSTANCES,
+    Access, ConnectOptions, Direction, ListenerOptions, PipeMode, ServerIdentity,
+    UNLIMITED_INSTANCES,
 };
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use stream::Timing;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::framing::Received;
 use crate::pipe::listener::SlotGuard;
-use crate::pipe::{Access, ConnectOptions, Direction, PipeMode};
+use crate::pipe::{Access, ConnectOptions, Direction, PipeMode, ServerIdentity};
 use crate::sys::{self, Wait};
 
 /// A user, as the OS identifies it: a uid on Unix, a SID on Windows.
@@ -26,6 +26,26 @@ impl UserId {
     /// Windows: the OS error of reading the process token.
     pub fn current() -> io::Result<UserId> {
         sys::UserRepr::current().map(UserId)
+    }
+}
+
+impl std::str::FromStr for UserId {
+    type Err = Error;
+
+    /// Unix: a uid, `1000` or `uid 1000` (as [`Display`](fmt::Display) writes
+    /// it). Windows: a SID, `S-1-5-21-…`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for anything else.
+    fn from_str(s: &str) -> Result<UserId> {
+        sys::UserRepr::parse(s).map(UserId).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                s,
+                format!("{s:?} is not a user: {e}"),
+            )
+            .with_source(e)
+        })
     }
 }
 
@@ -230,6 +250,7 @@ impl PipeStream {
             };
             Error::new(kind, name, msg).with_source(e)
         })?;
+        check_server(&inner, &opts.server_identity, name, &addr.display())?;
         let (can_read, can_write) = match opts.access {
             Access::ReadWrite => (true, true),
             Access::Read => (true, false),
@@ -436,6 +457,57 @@ impl PipeStream {
     pub fn disconnect(self) -> io::Result<()> {
         self.inner.disconnect()
     }
+}
+
+/// Fails with `PermissionDenied` unless the server of `inner` runs as
+/// `expected` says.
+fn check_server(
+    inner: &sys::pipe::Stream,
+    expected: &ServerIdentity,
+    name: &str,
+    shown: &str,
+) -> Result<()> {
+    let what = format!("cannot connect to pipe {name:?} ({shown})");
+    let (want, whom) = match expected {
+        ServerIdentity::Any => return Ok(()),
+        ServerIdentity::SameUser => {
+            let me = UserId::current().map_err(|e| {
+                Error::from_io(
+                    e,
+                    name,
+                    &what,
+                    "cannot read which user this process runs as",
+                )
+            })?;
+            let whom = format!("you ({me})");
+            (me, whom)
+        }
+        ServerIdentity::User(u) => (u.clone(), u.to_string()),
+    };
+    let found = inner.peer_user().map_err(|e| {
+        Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!(
+                "{what}: cannot tell which user runs its server ({e}), so it may not be the \
+                 server you expect; if any server will do, connect with ServerIdentity::Any"
+            ),
+        )
+        .with_source(e)
+    })?;
+    if found == want.0 {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::PermissionDenied,
+        name,
+        format!(
+            "{what}: its server runs as {found}, not as {whom}; another user's program may \
+             have created the pipe first. Stop that program and restart your server, or, if \
+             that server is the one you want, connect with ServerIdentity::User or \
+             ServerIdentity::Any"
+        ),
+    ))
 }
 
 impl Read for &PipeStream {

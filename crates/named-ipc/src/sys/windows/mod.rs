@@ -45,6 +45,11 @@ impl UserRepr {
     pub(crate) fn current() -> io::Result<UserRepr> {
         security::current_user_sid().map(UserRepr)
     }
+
+    /// A SID in string form, normalised the way Windows writes it.
+    pub(crate) fn parse(s: &str) -> io::Result<UserRepr> {
+        security::normalize_sid(s).map(UserRepr)
+    }
 }
 
 impl std::fmt::Display for UserRepr {

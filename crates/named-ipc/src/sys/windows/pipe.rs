@@ -48,6 +48,8 @@ const MAX_NAME: usize = 256;
 pub(crate) struct Addr {
     full: String,
     wide: Vec<u16>,
+    /// `\\server\pipe\NAME`: served on another machine.
+    remote: bool,
 }
 
 impl Addr {
@@ -58,14 +60,15 @@ impl Addr {
 
 pub(crate) fn resolve(name: &str) -> Result<Addr> {
     let bare = name::pipe_base_name(name, "pipe")?;
-    let full =
-        if name.starts_with(r"\\") && name::strip_prefix_ignore_case(name, PIPE_PREFIX).is_none() {
-            // \\server\pipe\NAME: a remote pipe, for clients that ask for one.
-            name.to_owned()
-        } else {
-            name::check_plain(name, bare, "pipe")?;
-            format!("{PIPE_PREFIX}{bare}")
-        };
+    let remote =
+        name.starts_with(r"\\") && name::strip_prefix_ignore_case(name, PIPE_PREFIX).is_none();
+    let full = if remote {
+        // \\server\pipe\NAME: a remote pipe, for clients that ask for one.
+        name.to_owned()
+    } else {
+        name::check_plain(name, bare, "pipe")?;
+        format!("{PIPE_PREFIX}{bare}")
+    };
     let wide = wide(&full);
     if wide.len() - 1 > MAX_NAME {
         return Err(Error::new(
@@ -78,7 +81,7 @@ pub(crate) fn resolve(name: &str) -> Result<Addr> {
             ),
         ));
     }
-    Ok(Addr { full, wide })
+    Ok(Addr { full, wide, remote })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -313,6 +316,8 @@ struct Tx {
 pub(crate) struct Stream {
     handle: OwnedHandle,
     server: bool,
+    /// A client of a pipe on another machine.
+    remote: bool,
     mode: PipeMode,
     max_message: u32,
     label: String,
@@ -342,6 +347,7 @@ impl Stream {
         Ok(Stream {
             handle,
             server,
+            remote: false,
             mode,
             max_message,
             label,
@@ -443,14 +449,16 @@ impl Stream {
             }
         }
         let label = format!("pipe {:?}", _name);
-        Stream::new(
+        let mut s = Stream::new(
             handle,
             Overlapped::new()?,
             false,
             opts.mode,
             opts.max_message,
             label,
-        )
+        )?;
+        s.remote = addr.remote;
+        Ok(s)
     }
 
     fn h(&self) -> HANDLE {
@@ -787,6 +795,13 @@ impl Stream {
             if let Ok(sid) = self.client_user_by_impersonation() {
                 return Ok(UserRepr(sid));
             }
+        } else if self.remote {
+            // Its pid is another machine's: a local process of that number is
+            // someone else.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the pipe is served on another machine, whose users cannot be read here",
+            ));
         }
         let pid = self.peer_pid()?;
         // SAFETY: plain OpenProcess; the handle is owned below.
