@@ -564,3 +564,23 @@ fn windows_style_full_names_work_everywhere() {
     c.join().unwrap().send(b"ok").unwrap();
     assert_eq!(s.recv().unwrap().unwrap(), b"ok");
 }
+
+/// Without a connect timeout, a busy Windows pipe is waited for briefly (as on
+/// Unix), not for the server's `nDefaultTimeOut`, which a server may set to
+/// about 49 days. (On Unix a busy server's clients queue in the backlog.)
+#[cfg(windows)]
+#[test]
+fn a_busy_pipe_without_a_timeout_is_not_waited_for_the_servers_default() {
+    let name = unique("busy-default");
+    let _l = ListenerOptions::new()
+        .max_instances(1)
+        .default_timeout(Duration::from_secs(49 * 24 * 3600))
+        .create(&name)
+        .unwrap();
+    let _first = PipeStream::connect(&name).unwrap();
+    let e = with_watchdog("connect to a busy pipe without a timeout", move || {
+        PipeStream::connect(&name).map(drop)
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+}

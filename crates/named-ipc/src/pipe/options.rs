@@ -162,8 +162,10 @@ impl ListenerOptions {
     }
 
     /// `nDefaultTimeOut`: how long a Windows client waits for a busy pipe when it
-    /// asks for the default wait. Zero means 50 ms, as on Windows. Unix clients do
-    /// not consult it.
+    /// asks for the default wait (`WaitNamedPipe` with
+    /// `NMPWAIT_USE_DEFAULT_WAIT`). Zero means 50 ms, as on Windows. Only other
+    /// Win32 clients consult it: named-ipc clients wait their own timeout (or
+    /// 50 ms without one), and Unix has no such setting.
     pub fn default_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.default_timeout = if timeout.is_zero() {
             Duration::from_millis(50)
@@ -302,7 +304,9 @@ impl ConnectOptions {
 
     /// How long to wait for a pipe that does not exist yet or whose instances are
     /// all busy. Without it, a missing pipe fails at once and a busy one is waited
-    /// for the server's default timeout (Windows) or 50 ms (Unix).
+    /// for 50 ms at most, on every OS. (A Windows client never asks for the
+    /// server's default wait, `NMPWAIT_USE_DEFAULT_WAIT`: the server chooses
+    /// that, up to about 49 days.)
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self

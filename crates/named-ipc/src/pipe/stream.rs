@@ -441,8 +441,16 @@ impl PipeStream {
 
     /// The user the peer runs as.
     ///
+    /// On Windows a server reads its client's user by impersonating it for
+    /// the duration of one `OpenThreadToken` (clients grant only the
+    /// identification level). Should `RevertToSelf` then fail, the process
+    /// aborts, as Microsoft advises: the thread would otherwise go on running
+    /// as the client.
+    ///
     /// # Errors
-    /// OS errors; on Windows also when the peer's token cannot be read.
+    /// OS errors; on Windows also when the peer's token cannot be read, and
+    /// for a client of a remote `\\server\pipe\NAME`, whose server's user
+    /// cannot be read from this machine.
     pub fn peer_user(&self) -> io::Result<UserId> {
         self.inner.peer_user().map(UserId)
     }

@@ -22,9 +22,9 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId,
     GetNamedPipeServerProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
-    SetNamedPipeHandleState, WaitNamedPipeW, NMPWAIT_USE_DEFAULT_WAIT, PIPE_ACCEPT_REMOTE_CLIENTS,
-    PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
-    PIPE_TYPE_MESSAGE, PIPE_WAIT,
+    SetNamedPipeHandleState, WaitNamedPipeW, PIPE_ACCEPT_REMOTE_CLIENTS, PIPE_READMODE_BYTE,
+    PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE,
+    PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
@@ -39,6 +39,12 @@ use crate::pipe::framing::Received;
 use crate::pipe::{Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode};
 use crate::security::Security;
 use crate::sys::{Backoff, Wait};
+
+/// How long a client without a connect timeout waits for a busy pipe: the
+/// Windows default `nDefaultTimeOut`, and what Unix clients wait. Never the
+/// server's own `nDefaultTimeOut` (`NMPWAIT_USE_DEFAULT_WAIT`), which the
+/// server chooses.
+const BUSY_WAIT_MS: u32 = 50;
 
 /// The whole `\\.\pipe\NAME` string may be at most this many UTF-16 units.
 const MAX_NAME: usize = 256;
@@ -398,10 +404,13 @@ impl Stream {
             match code(&e) {
                 Some(ERROR_PIPE_BUSY) => {
                     // Wait for an instance; WaitNamedPipe sleeps in the kernel.
+                    // Without a timeout, briefly: NMPWAIT_USE_DEFAULT_WAIT would
+                    // wait the server's nDefaultTimeOut, which the server
+                    // chooses (up to ~49 days).
                     let ms = match wait {
                         Wait::Never if !waited_default => {
                             waited_default = true;
-                            NMPWAIT_USE_DEFAULT_WAIT
+                            BUSY_WAIT_MS
                         }
                         Wait::Never => return Err(e),
                         w => match w.remaining_ms_ceil() {
@@ -823,7 +832,18 @@ impl Stream {
         // SAFETY: reading the impersonation token of this thread.
         let r = cvt(unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut token) });
         // SAFETY: ends the impersonation started above; must run on every path.
-        unsafe { RevertToSelf() };
+        if unsafe { RevertToSelf() } == 0 {
+            // The thread would go on with the client's identity. Microsoft's
+            // advice when RevertToSelf fails is to end the process: nothing
+            // this thread does afterwards could be trusted.
+            let e = io::Error::last_os_error();
+            eprintln!(
+                "named-ipc: RevertToSelf failed ({e}) after reading the user of a client of \
+                 {}; stopping the process rather than run on as that client",
+                self.label
+            );
+            std::process::abort();
+        }
         r?;
         let token = owned(token, std::ptr::null_mut())?;
         token_user_sid(raw(&token))
