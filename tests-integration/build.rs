@@ -25,6 +25,7 @@ fn main() {
         "pipe_client",
         "pipe_server",
         "framed_client",
+        "framed_msg_server",
         "shm_writer",
         "shm_reader",
     ] {

@@ -584,3 +584,61 @@ fn a_busy_pipe_without_a_timeout_is_not_waited_for_the_servers_default() {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
 }
+
+/// `pipe_type` reports how the OS carries writes, and `Framed`'s split writes
+/// put size and payload in separate messages on a Windows message-type pipe
+/// (the same bytes on a stream).
+#[test]
+fn framed_split_writes_reach_a_message_type_pipe_as_size_then_payload() {
+    let name = unique("split");
+    let l = PipeListener::bind(&name).unwrap(); // message mode
+    let c = ConnectOptions::new()
+        .mode(PipeMode::Byte)
+        .timeout(STEP)
+        .connect(&name)
+        .unwrap();
+    let srv = l.accept().unwrap();
+    srv.set_read_timeout(Some(STEP)).unwrap();
+    let os_type = if cfg!(windows) {
+        PipeMode::Message
+    } else {
+        PipeMode::Byte
+    };
+    assert_eq!(c.pipe_type().unwrap(), os_type);
+    assert_eq!(srv.pipe_type().unwrap(), os_type);
+
+    let mut f = Framed::new(&c);
+    assert!(!f.split_writes());
+    f.set_split_writes(true);
+    f.send(b"hello").unwrap();
+    f.send(b"").unwrap();
+    f.set_split_writes(false);
+    f.send(b"joined").unwrap();
+    let got: Vec<Vec<u8>> = (0..if cfg!(windows) { 4 } else { 3 })
+        .map(|_| srv.recv().unwrap().unwrap())
+        .collect();
+    if cfg!(windows) {
+        // One message per write: size, payload, size (no payload), frame.
+        assert_eq!(got[0], 5u32.to_le_bytes());
+        assert_eq!(got[1], b"hello");
+        assert_eq!(got[2], 0u32.to_le_bytes());
+        assert_eq!(got[3], b"\x06\0\0\0joined");
+    } else {
+        // A stream: message mode reads the same frames either way.
+        assert_eq!(got, [&b"hello"[..], b"", b"joined"]);
+    }
+
+    // A byte-type pipe is a byte pipe everywhere.
+    let name = unique("split-byte");
+    let l = ListenerOptions::new()
+        .mode(PipeMode::Byte)
+        .create(&name)
+        .unwrap();
+    let c = ConnectOptions::new()
+        .mode(PipeMode::Byte)
+        .timeout(STEP)
+        .connect(&name)
+        .unwrap();
+    assert_eq!(c.pipe_type().unwrap(), PipeMode::Byte);
+    assert_eq!(l.accept().unwrap().pipe_type().unwrap(), PipeMode::Byte);
+}

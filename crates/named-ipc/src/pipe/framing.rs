@@ -485,6 +485,8 @@ pub struct Framed<T> {
     io: T,
     reader: FrameReader,
     scratch: Vec<u8>,
+    /// Size and payload as two writes.
+    split: bool,
 }
 
 impl<T> Framed<T> {
@@ -499,12 +501,48 @@ impl<T> Framed<T> {
             io,
             reader: FrameReader::new(max, "framed stream".to_owned()),
             scratch: Vec::new(),
+            split: false,
         }
     }
 
     /// The largest incoming frame accepted.
     pub fn max_message(&self) -> u32 {
         self.reader.max()
+    }
+
+    /// Writes each frame's 4-byte size and its payload with two separate
+    /// writes (none for an empty payload) instead of one (the default, for
+    /// payloads up to 64 KiB). The bytes are the same either way.
+    ///
+    /// It matters over a Windows pipe of message type
+    /// ([`PipeStream::pipe_type`] is [`PipeMode::Message`]), where each write
+    /// is one message: the usual Win32 size-prefixed reader takes the size
+    /// with one `ReadFile` and the payload with another, which then get one
+    /// message each; a frame written at once would be one message, and the
+    /// 4-byte read of it fails with `ERROR_MORE_DATA`. On a byte stream
+    /// (every Unix pipe, a Windows byte-type pipe) nothing changes.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use named_ipc::pipe::{ConnectOptions, Framed, PipeMode};
+    ///
+    /// let stream = ConnectOptions::new().mode(PipeMode::Byte).connect("sized")?;
+    /// let mut framed = Framed::new(&stream);
+    /// framed.set_split_writes(stream.pipe_type()? == PipeMode::Message);
+    /// framed.send(b"hello")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`PipeStream::pipe_type`]: crate::pipe::PipeStream::pipe_type
+    /// [`PipeMode::Message`]: crate::pipe::PipeMode::Message
+    pub fn set_split_writes(&mut self, split: bool) {
+        self.split = split;
+    }
+
+    /// Whether size and payload go out as separate writes; see
+    /// [`set_split_writes`](Self::set_split_writes).
+    pub fn split_writes(&self) -> bool {
+        self.split
     }
 
     /// The wrapped stream.
@@ -532,7 +570,13 @@ impl<T: Write> Framed<T> {
     /// Errors of the underlying stream; [`io::ErrorKind::InvalidInput`] for a
     /// message of 4 GiB or more.
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        write_frame(&mut self.io, msg, &mut self.scratch)?;
+        if self.split {
+            let header = encode_header(msg.len())?;
+            self.io.write_all(&header)?;
+            self.io.write_all(msg)?;
+        } else {
+            write_frame(&mut self.io, msg, &mut self.scratch)?;
+        }
         self.io.flush()
     }
 }

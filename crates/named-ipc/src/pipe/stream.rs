@@ -428,6 +428,26 @@ impl PipeStream {
         self.timing.is_nonblocking()
     }
 
+    /// The pipe's type as the OS reports it: how the OS carries writes on
+    /// this pipe, whatever this end's [`mode`](Self::mode).
+    ///
+    /// - Windows (`GetNamedPipeInfo`): [`PipeMode::Message`] for a pipe its
+    ///   server created with `PIPE_TYPE_MESSAGE`, where every write is one
+    ///   message, also from a client that reads in byte mode;
+    ///   [`PipeMode::Byte`] for `PIPE_TYPE_BYTE`.
+    /// - Unix: always [`PipeMode::Byte`]: a stream socket (message mode frames
+    ///   the bytes).
+    ///
+    /// For talking to programs that read a message in several `ReadFile`s;
+    /// see [`Framed::set_split_writes`](crate::pipe::Framed::set_split_writes).
+    ///
+    /// # Errors
+    /// OS errors.
+    #[doc(alias = "GetNamedPipeInfo")]
+    pub fn pipe_type(&self) -> io::Result<PipeMode> {
+        self.inner.pipe_type()
+    }
+
     /// The peer's process id (`SO_PEERCRED`, `LOCAL_PEERPID`,
     /// `GetNamedPipeClientProcessId`/`GetNamedPipeServerProcessId`).
     ///

@@ -74,12 +74,21 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(stream: Arc<PipeStream>, mode: Mode) -> Sender {
-        Sender {
-            framed: Mutex::new(Framed::new(Shared(Arc::clone(&stream)))),
+    fn new(stream: Arc<PipeStream>, mode: Mode) -> Result<Sender> {
+        let mut framed = Framed::new(Shared(Arc::clone(&stream)));
+        if mode == Mode::Framed {
+            // On a Windows pipe of message type every write is a message: send
+            // size and payload as two, for readers that ReadFile them apart.
+            let ty = stream
+                .pipe_type()
+                .with_context(|| format!("cannot read the type of pipe {:?}", stream.name()))?;
+            framed.set_split_writes(ty == PipeMode::Message);
+        }
+        Ok(Sender {
+            framed: Mutex::new(framed),
             stream,
             mode,
-        }
+        })
     }
 
     fn send(&self, msg: &[u8]) -> io::Result<()> {
@@ -251,7 +260,13 @@ fn serve(a: ServeArgs) -> Result<()> {
             .peer_pid()
             .map(|p| format!("client pid {p}"))
             .unwrap_or_else(|_| format!("client #{id}"));
-        let sender = Arc::new(Sender::new(Arc::clone(&stream), a.mode.mode));
+        let sender = match Sender::new(Arc::clone(&stream), a.mode.mode) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("nipc: {who}: {}", crate::describe(&e));
+                continue;
+            }
+        };
         clients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -340,7 +355,7 @@ fn connect_to(name: &str, m: &ModeArgs, timeout: f64, who: &ServerUserArg) -> Re
 fn connect(a: ConnectArgs) -> Result<()> {
     let linger = seconds(a.linger, "--linger")?;
     let stream = Arc::new(connect_to(&a.name, &a.mode, a.timeout.timeout, &a.server)?);
-    let sender = Sender::new(Arc::clone(&stream), a.mode.mode);
+    let sender = Sender::new(Arc::clone(&stream), a.mode.mode)?;
     let mut rx = Receiver::new(&stream, &a.mode);
     let (mode, hex) = (a.mode.mode, a.hex);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<()>>();
@@ -402,7 +417,7 @@ fn finish(r: Result<()>) -> ! {
 
 fn send(a: SendArgs) -> Result<()> {
     let stream = Arc::new(connect_to(&a.name, &a.mode, a.timeout.timeout, &a.server)?);
-    let sender = Sender::new(Arc::clone(&stream), a.mode.mode);
+    let sender = Sender::new(Arc::clone(&stream), a.mode.mode)?;
     for m in &a.messages {
         sender
             .send(m.as_bytes())

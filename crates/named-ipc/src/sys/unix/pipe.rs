@@ -1039,6 +1039,11 @@ impl Stream {
         cvt(unsafe { libc::shutdown(self.raw(), libc::SHUT_RDWR) }).map(drop)
     }
 
+    /// A stream socket carries bytes; message mode is framing on top.
+    pub(crate) fn pipe_type(&self) -> io::Result<PipeMode> {
+        Ok(PipeMode::Byte)
+    }
+
     pub(crate) fn peer_pid(&self) -> io::Result<u32> {
         peer_pid(self.raw())
     }

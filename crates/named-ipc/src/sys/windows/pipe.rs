@@ -21,7 +21,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId,
-    GetNamedPipeServerProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
+    GetNamedPipeInfo, GetNamedPipeServerProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
     SetNamedPipeHandleState, WaitNamedPipeW, PIPE_ACCEPT_REMOTE_CLIENTS, PIPE_READMODE_BYTE,
     PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE,
     PIPE_WAIT,
@@ -784,6 +784,28 @@ impl Stream {
             cvt(unsafe { DisconnectNamedPipe(self.h()) })?;
         }
         Ok(())
+    }
+
+    /// The pipe's type (`GetNamedPipeInfo`), which decides how writes travel
+    /// whatever this end's read mode.
+    pub(crate) fn pipe_type(&self) -> io::Result<PipeMode> {
+        let mut flags = 0u32;
+        // SAFETY: our pipe handle; flags is a valid out-pointer, the other
+        // outputs are optional and not asked for.
+        cvt(unsafe {
+            GetNamedPipeInfo(
+                self.h(),
+                &mut flags,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(if flags & PIPE_TYPE_MESSAGE != 0 {
+            PipeMode::Message
+        } else {
+            PipeMode::Byte
+        })
     }
 
     pub(crate) fn peer_pid(&self) -> io::Result<u32> {
