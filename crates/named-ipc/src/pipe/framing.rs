@@ -1,4 +1,4 @@
-//! Length-prefixed framing: the spec's `pipewithsize` wire format.
+//! Length-prefixed framing: a u32 little-endian size, then the bytes.
 //!
 //! Each frame is a 4-byte **little-endian** unsigned length `N`, then `N` bytes of
 //! payload. There is no other header, no padding and no terminator; a zero-length
@@ -457,7 +457,7 @@ pub(crate) fn write_frame<W: Write + ?Sized>(
     }
 }
 
-/// Message framing over any byte stream: the spec's size-prefixed pipe.
+/// Message framing over any byte stream: a u32-LE size before each message.
 ///
 /// Wrap a byte-mode [`PipeStream`](crate::pipe::PipeStream), a `TcpStream`, a file
 /// or a `Cursor`. Frames are a u32 little-endian length then the payload (see the

@@ -5,7 +5,8 @@
 //!
 //! On Windows a pipe is a real named pipe, `\\.\pipe\NAME`, created with
 //! `CreateNamedPipeW` and opened with `CreateFileW`, so programs that use the
-//! Win32 API directly (like the C++ programs of the spec) interoperate with it.
+//! Win32 API directly (C or C++ programs calling `CreateFile` on the same name)
+//! interoperate with it.
 //! Message mode is the native `PIPE_TYPE_MESSAGE`.
 //!
 //! On Linux and macOS a pipe is a `SOCK_STREAM` Unix domain socket at

@@ -17,7 +17,7 @@ pub enum PipeMode {
     Message,
     /// A plain byte stream (`Read`/`Write`), no boundaries. Windows:
     /// `PIPE_TYPE_BYTE | PIPE_READMODE_BYTE`. Wrap it in
-    /// [`Framed`](crate::pipe::Framed) for the spec's size-prefixed messages.
+    /// [`Framed`](crate::pipe::Framed) for size-prefixed messages.
     Byte,
 }
 

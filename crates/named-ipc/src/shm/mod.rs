@@ -4,7 +4,7 @@
 //! # Layout
 //! There is no hidden header: byte 0 of the segment is byte 0 of your data, so
 //! plain programs that open the same name see the same bytes — on Windows
-//! `CreateFileMapping`/`OpenFileMapping("ShareMemory")` as in the spec, on Linux
+//! `CreateFileMapping`/`OpenFileMapping("ShareMemory")`, on Linux
 //! `shm_open("/ShareMemory")` or Python's
 //! `multiprocessing.shared_memory.SharedMemory("ShareMemory")`.
 //!
@@ -31,7 +31,7 @@
 //! Linux memfd is sealed against resizing).
 //!
 //! # Synchronisation
-//! Plain shared memory has none (the spec notes that real use needs it): pair a
+//! Plain shared memory has none, and real use needs it: pair a
 //! segment with a [`NamedMutex`](crate::sync::NamedMutex) and a
 //! [`NamedEvent`](crate::sync::NamedEvent), as `nipc demo` does.
 //!
@@ -335,7 +335,7 @@ impl ShmSegment {
         ))
     }
 
-    /// Maps a file (the spec's `hFile` case), all of it. Writes through
+    /// Maps a file (`CreateFileMapping` over a file handle), all of it. Writes through
     /// [`Protection::ReadWrite`] reach the file (see [`flush`](Self::flush)) and
     /// every process mapping it.
     ///
