@@ -339,6 +339,11 @@ impl ConnectOptions {
     /// create a Windows pipe name (or a socket in a directory open to all)
     /// before your server does, and its clients would then talk to that
     /// program.
+    ///
+    /// Windows goes by the server's process id: a server that exits just
+    /// after the client connected could have its id reused by a new process
+    /// before the check opens it. The connection is dead by then, so the
+    /// client can send nothing to either.
     #[doc(alias = "GetNamedPipeServerProcessId")]
     #[doc(alias = "SO_PEERCRED")]
     #[doc(alias = "getpeereid")]
