@@ -1,6 +1,7 @@
 //! When building for Windows, compiles the plain Win32 C test peers in `c/` with
 //! mingw-w64 (statically linked, so Wine needs no extra DLLs) and tells the tests
-//! where they are through `NIPC_C_PEERS`. Other targets need nothing.
+//! where they are through `NIPC_C_PEERS`. On Unix, sets `cfg(tests_as_root)`
+//! when building as root (CI does), for the tests that need a second uid.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,6 +9,13 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=c");
     println!("cargo:rerun-if-env-changed=NIPC_MINGW_CC");
+    println!("cargo::rustc-check-cfg=cfg(tests_as_root)");
+    if std::env::var_os("CARGO_CFG_UNIX").is_some() {
+        let uid = Command::new("id").arg("-u").output();
+        if uid.is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0") {
+            println!("cargo:rustc-cfg=tests_as_root");
+        }
+    }
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("windows") {
         return;
     }
@@ -17,6 +25,7 @@ fn main() {
         "pipe_client",
         "pipe_server",
         "framed_client",
+        "framed_msg_server",
         "shm_writer",
         "shm_reader",
     ] {

@@ -516,3 +516,30 @@ fn try_send_is_all_or_nothing() {
         std::io::ErrorKind::WouldBlock
     );
 }
+
+/// Windows: the server's handle values name its own objects, so `accept` must
+/// not return (its caller could drop them, and the values be reused) until the
+/// client says it has duplicated them.
+#[cfg(windows)]
+#[test]
+fn a_windows_server_keeps_its_handles_until_the_client_has_taken_them() {
+    use named_ipc::pipe::PipeStream;
+    let name = unique("chan-ok");
+    let mut srv = Peer::spawn(&["chan-hold", &name]);
+    srv.expect("READY");
+    // A hand-made client: the hello of channel/header.rs, version 2.
+    let c = PipeStream::connect_timeout(&name, STEP).unwrap();
+    let mut hi = b"NIPC-CL1".to_vec();
+    hi.extend_from_slice(&2u32.to_le_bytes());
+    hi.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    c.send(&hi).unwrap();
+    c.set_read_timeout(Some(STEP)).unwrap();
+    let hello = c.recv().unwrap().expect("the server's handshake");
+    assert_eq!(&hello[..8], b"NIPC-HS1");
+    assert!(
+        !srv.has_line_within(Duration::from_millis(500)),
+        "accept returned before the client answered"
+    );
+    c.send(b"ok").unwrap();
+    srv.expect("ACCEPTED");
+}

@@ -181,6 +181,41 @@ mod windows {
         assert_eq!(srv.line(), "ccc");
     }
 
+    /// The spec's size-prefixed reader reads the size, then the payload, as
+    /// two `ReadFile`s; on a pipe created in message type each reads one
+    /// message, so `--mode framed` must write them as two messages there.
+    #[test]
+    fn nipc_framed_talks_to_a_message_type_server_that_reads_the_size_first() {
+        let name = unique("c-framed-msg");
+        let mut srv = Peer::start(&c_peer("framed_msg_server"), &[&name, "2"]);
+        srv.expect("ready");
+        let mut c = Peer::start(&nipc_exe(), &["pipe", "connect", &name, "--mode", "framed"]);
+        for text in ["one", "two"] {
+            writeln!(c.stdin(), "{text}").unwrap();
+            c.stdin().flush().unwrap();
+            assert_eq!(srv.line(), format!("size:{}", text.len()));
+            assert_eq!(srv.line(), format!("got: {text}"));
+            // The server's reply is one message holding size and text; nipc
+            // reads it as a byte stream.
+            assert_eq!(c.line(), format!("ack:{text}"));
+        }
+        c.close_stdin();
+        c.wait_ok();
+        assert_eq!(srv.line(), "client left");
+
+        let mut s = Peer::start(
+            &nipc_exe(),
+            &["pipe", "send", &name, "--mode", "framed", "a", "", "ccc"],
+        );
+        s.wait_ok();
+        for text in ["a", "", "ccc"] {
+            assert_eq!(srv.line(), format!("size:{}", text.len()));
+            assert_eq!(srv.line(), format!("got: {text}"));
+        }
+        assert_eq!(srv.line(), "client left");
+        srv.wait_ok();
+    }
+
     #[test]
     fn nipc_reads_what_the_spec_process_a_wrote() {
         let name = unique("c-shm-a");

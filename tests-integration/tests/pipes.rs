@@ -564,3 +564,172 @@ fn windows_style_full_names_work_everywhere() {
     c.join().unwrap().send(b"ok").unwrap();
     assert_eq!(s.recv().unwrap().unwrap(), b"ok");
 }
+
+/// Without a connect timeout, a busy Windows pipe is waited for briefly (as on
+/// Unix), not for the server's `nDefaultTimeOut`, which a server may set to
+/// about 49 days. (On Unix a busy server's clients queue in the backlog.)
+#[cfg(windows)]
+#[test]
+fn a_busy_pipe_without_a_timeout_is_not_waited_for_the_servers_default() {
+    let name = unique("busy-default");
+    let _l = ListenerOptions::new()
+        .max_instances(1)
+        .default_timeout(Duration::from_secs(49 * 24 * 3600))
+        .create(&name)
+        .unwrap();
+    let _first = PipeStream::connect(&name).unwrap();
+    let e = with_watchdog("connect to a busy pipe without a timeout", move || {
+        PipeStream::connect(&name).map(drop)
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+}
+
+/// `pipe_type` reports how the OS carries writes, and `Framed`'s split writes
+/// put size and payload in separate messages on a Windows message-type pipe
+/// (the same bytes on a stream).
+#[test]
+fn framed_split_writes_reach_a_message_type_pipe_as_size_then_payload() {
+    let name = unique("split");
+    let l = PipeListener::bind(&name).unwrap(); // message mode
+    let c = ConnectOptions::new()
+        .mode(PipeMode::Byte)
+        .timeout(STEP)
+        .connect(&name)
+        .unwrap();
+    let srv = l.accept().unwrap();
+    srv.set_read_timeout(Some(STEP)).unwrap();
+    let os_type = if cfg!(windows) {
+        PipeMode::Message
+    } else {
+        PipeMode::Byte
+    };
+    assert_eq!(c.pipe_type().unwrap(), os_type);
+    assert_eq!(srv.pipe_type().unwrap(), os_type);
+
+    let mut f = Framed::new(&c);
+    assert!(!f.split_writes());
+    f.set_split_writes(true);
+    f.send(b"hello").unwrap();
+    f.send(b"").unwrap();
+    f.set_split_writes(false);
+    f.send(b"joined").unwrap();
+    let got: Vec<Vec<u8>> = (0..if cfg!(windows) { 4 } else { 3 })
+        .map(|_| srv.recv().unwrap().unwrap())
+        .collect();
+    if cfg!(windows) {
+        // One message per write: size, payload, size (no payload), frame.
+        assert_eq!(got[0], 5u32.to_le_bytes());
+        assert_eq!(got[1], b"hello");
+        assert_eq!(got[2], 0u32.to_le_bytes());
+        assert_eq!(got[3], b"\x06\0\0\0joined");
+    } else {
+        // A stream: message mode reads the same frames either way.
+        assert_eq!(got, [&b"hello"[..], b"", b"joined"]);
+    }
+
+    // A byte-type pipe is a byte pipe everywhere.
+    let name = unique("split-byte");
+    let l = ListenerOptions::new()
+        .mode(PipeMode::Byte)
+        .create(&name)
+        .unwrap();
+    let c = ConnectOptions::new()
+        .mode(PipeMode::Byte)
+        .timeout(STEP)
+        .connect(&name)
+        .unwrap();
+    assert_eq!(c.pipe_type().unwrap(), PipeMode::Byte);
+    assert_eq!(l.accept().unwrap().pipe_type().unwrap(), PipeMode::Byte);
+}
+
+/// A server and a client in this process (the semantics under test are each
+/// end's own; other tests cover the processes).
+fn local_pair(mode: PipeMode, max_message: u32) -> (PipeStream, PipeStream) {
+    let name = unique("local");
+    let l = ListenerOptions::new()
+        .mode(mode)
+        .max_message_size(max_message)
+        .create(&name)
+        .unwrap();
+    let c = std::thread::spawn(move || {
+        ConnectOptions::new()
+            .mode(mode)
+            .max_message_size(max_message)
+            .timeout(STEP)
+            .connect(&name)
+            .unwrap()
+    });
+    let s = l.accept_timeout(STEP).unwrap();
+    (s, c.join().unwrap())
+}
+
+/// `Ok` from `send` means the message was handed over: if the sender then
+/// drops the stream at once, the receiver still gets all of it. A send whose
+/// timeout runs out returns an error instead, and then the receiver gets either
+/// nothing (the send left no byte) or an error (the send was cut and closed its
+/// side) — never a cut message as a whole one, never a message whose send
+/// reported failure... and never a hang.
+#[test]
+fn a_timed_out_send_is_all_or_nothing_even_when_the_sender_drops_at_once() {
+    with_watchdog("timed-out send", || {
+        let big = payload(3, 4 << 20);
+        let (s, c) = local_pair(PipeMode::Message, 8 << 20);
+        c.set_write_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let sent = c.send(&big);
+        drop(c);
+        s.set_read_timeout(Some(STEP)).unwrap();
+        let got = s.recv();
+        match (&sent, &got) {
+            (Ok(()), Ok(Some(m))) => assert!(m == &big, "a different message arrived"),
+            (Ok(()), other) => panic!("send said Ok but the receiver got {other:?}"),
+            (Err(e), Ok(None)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+            (Err(e), Err(r)) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+                assert!(e.to_string().contains("sending side is closed"), "{e}");
+                assert_eq!(r.kind(), std::io::ErrorKind::UnexpectedEof, "{r}");
+            }
+            (Err(e), Ok(Some(m))) => {
+                panic!("send failed ({e}) yet a {}-byte message arrived", m.len())
+            }
+        }
+    });
+}
+
+/// A client with a write timeout that sends a message larger than the pipe
+/// buffers to a server busy elsewhere, then waits for the reply: the send
+/// finishes within its grace period once the server reads, and nothing
+/// deadlocks.
+#[test]
+fn a_timed_send_to_a_briefly_busy_server_completes() {
+    with_watchdog("busy server", || {
+        let big = payload(4, 4 << 20);
+        let (s, c) = local_pair(PipeMode::Message, 8 << 20);
+        let server = std::thread::spawn(move || {
+            // Busy for a moment (an injected delay), then serves.
+            std::thread::sleep(Duration::from_millis(150));
+            let m = s.recv().unwrap().unwrap();
+            s.send(&(m.len() as u64).to_le_bytes()).unwrap();
+            s
+        });
+        c.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match c.send(&big) {
+            Ok(()) => {
+                let reply = c.recv().unwrap().unwrap();
+                assert_eq!(reply, (big.len() as u64).to_le_bytes());
+            }
+            // Nothing left before the timeout: a clean failure, and the
+            // stream is still usable.
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+                c.set_write_timeout(None).unwrap();
+                c.send(&big).unwrap();
+                let reply = c.recv().unwrap().unwrap();
+                assert_eq!(reply, (big.len() as u64).to_le_bytes());
+            }
+        }
+        drop(server.join().unwrap());
+    });
+}

@@ -169,6 +169,90 @@ fn an_unnamed_segment_reaches_a_child_through_its_token() {
     assert!(ShmSegment::from_child_token("nonsense", Protection::ReadOnly).is_err());
 }
 
+/// A token names a descriptor/handle the caller keeps: mapping borrows and
+/// duplicates it, so it stays open (and usable again) whatever happens, and
+/// one that is not a segment is refused without being closed.
+#[cfg(unix)]
+#[test]
+#[allow(unsafe_code)]
+fn a_child_token_is_borrowed_never_adopted() {
+    let is_open = |fd: i32| {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    };
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let e =
+        ShmSegment::from_child_token(&format!("fd:{}", fds[0]), Protection::ReadWrite).unwrap_err();
+    assert!(
+        is_open(fds[0]),
+        "a refused token's descriptor was closed ({e})"
+    );
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    // SAFETY: closing the pipe we made; nothing else owns these numbers.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+
+    let mut seg = ShmSegment::anonymous(4096).unwrap();
+    seg.write_at(0, b"twice").unwrap();
+    let token = seg.child_token().unwrap();
+    let fd: i32 = token.strip_prefix("fd:").unwrap().parse().unwrap();
+    for _ in 0..2 {
+        let mapped = ShmSegment::from_child_token(&token, Protection::ReadOnly).unwrap();
+        let mut buf = [0u8; 5];
+        mapped.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"twice");
+        drop(mapped);
+        assert!(
+            is_open(fd),
+            "dropping the mapping closed the token's descriptor"
+        );
+    }
+}
+
+/// As above, for a Windows handle.
+#[cfg(windows)]
+#[test]
+#[allow(unsafe_code)]
+fn a_child_token_is_borrowed_never_adopted() {
+    use windows_sys::Win32::Foundation::{CloseHandle, GetHandleInformation, HANDLE};
+    use windows_sys::Win32::System::Threading::CreateEventW;
+    let is_open = |h: HANDLE| {
+        let mut flags = 0u32;
+        // SAFETY: only queries the handle table.
+        unsafe { GetHandleInformation(h, &mut flags) != 0 }
+    };
+    // SAFETY: an unnamed event, closed below.
+    let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
+    assert!(!event.is_null());
+    let e =
+        ShmSegment::from_child_token(&format!("handle:{}", event as usize), Protection::ReadWrite)
+            .unwrap_err();
+    assert!(is_open(event), "a refused token's handle was closed ({e})");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    // SAFETY: our event.
+    unsafe { CloseHandle(event) };
+
+    let mut seg = ShmSegment::anonymous(4096).unwrap();
+    seg.write_at(0, b"twice").unwrap();
+    let token = seg.child_token().unwrap();
+    let h: usize = token.strip_prefix("handle:").unwrap().parse().unwrap();
+    for _ in 0..2 {
+        let mapped = ShmSegment::from_child_token(&token, Protection::ReadOnly).unwrap();
+        let mut buf = [0u8; 5];
+        mapped.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"twice");
+        drop(mapped);
+        assert!(
+            is_open(h as HANDLE),
+            "dropping the mapping closed the token's handle"
+        );
+    }
+}
+
 #[test]
 fn atomics_are_shared_between_processes() {
     let name = unique("atomic");

@@ -4,7 +4,7 @@
 //!
 //! - [`pipe`]: a server creates a pipe by name ([`pipe::PipeListener`]), clients
 //!   connect ([`pipe::PipeStream`]); message mode keeps boundaries, byte mode is a
-//!   stream, [`pipe::Framed`] adds the spec's u32-LE size prefix to any stream.
+//!   stream, [`pipe::Framed`] adds a u32-LE size prefix to any stream.
 //! - [`shm`]: named shared memory ([`shm::ShmSegment`]) with no hidden header,
 //!   safe copying access, atomics, and file-backed or unnamed segments.
 //! - [`channel`]: a message channel over shared memory ([`channel::ShmListener`],

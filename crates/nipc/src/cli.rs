@@ -20,7 +20,8 @@ pub enum Command {
     /// Named shared memory: create, write, read, rm, ls, gc.
     #[command(subcommand)]
     Shm(ShmCommand),
-    /// Runs the spec's scenarios with two real processes and shows who did what.
+    /// Runs three scenarios (message pipe, size-prefixed byte pipe, shared memory
+    /// with a mutex and an event) with two real processes and shows who did what.
     Demo,
     /// Two-process benchmarks: the shared-memory channel and the pipe against
     /// raw baselines measured in the same run.
@@ -28,17 +29,17 @@ pub enum Command {
     /// Internal: the benchmark's second process.
     #[command(name = "__bench-peer", hide = true)]
     BenchPeer(BenchPeerArgs),
-    /// Internal: the demo's process B.
+    /// Internal: the demo's second process.
     #[command(name = "__demo-peer", hide = true)]
     DemoPeer(DemoPeerArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PipeCommand {
-    /// Create a pipe server (the spec's process A): print messages from every
-    /// client, one per line; send each stdin line to every connected client.
+    /// Create a pipe server: print messages from every client, one per line;
+    /// send each stdin line to every connected client.
     Serve(ServeArgs),
-    /// Connect (the spec's process B), like netcat: stdin lines become messages,
+    /// Connect to a pipe server, like netcat: stdin lines become messages,
     /// received messages become stdout lines.
     Connect(ConnectArgs),
     /// Connect, send each MSG as one message, and exit.
@@ -62,7 +63,8 @@ pub enum Mode {
     Message,
     /// Raw bytes: stdin is sent as read, received bytes are written as they come.
     Byte,
-    /// Byte pipe carrying u32-LE length-prefixed frames (the spec's pipewithsize).
+    /// Byte pipe carrying u32-LE length-prefixed frames: a 4-byte size, then the
+    /// bytes (on a message-type Windows pipe, written as two messages).
     Framed,
 }
 
@@ -107,6 +109,16 @@ pub struct TimeoutArg {
 }
 
 #[derive(Debug, Args)]
+pub struct ServerUserArg {
+    /// Which user the server must run as: `me` (you), `any`, or a user (a uid
+    /// on Unix, a SID on Windows). A server running as anyone else is refused
+    /// before anything is sent, so a pipe another user created first gets
+    /// nothing.
+    #[arg(long, value_name = "WHO", default_value = "me")]
+    pub server_user: String,
+}
+
+#[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// Pipe name.
     pub name: String,
@@ -114,6 +126,8 @@ pub struct ConnectArgs {
     pub mode: ModeArgs,
     #[command(flatten)]
     pub timeout: TimeoutArg,
+    #[command(flatten)]
+    pub server: ServerUserArg,
     /// Print messages as lowercase hex, one per line.
     #[arg(long)]
     pub hex: bool,
@@ -134,6 +148,8 @@ pub struct SendArgs {
     pub mode: ModeArgs,
     #[command(flatten)]
     pub timeout: TimeoutArg,
+    #[command(flatten)]
+    pub server: ServerUserArg,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +163,8 @@ pub struct RecvArgs {
     pub mode: ModeArgs,
     #[command(flatten)]
     pub timeout: TimeoutArg,
+    #[command(flatten)]
+    pub server: ServerUserArg,
     /// Print messages as lowercase hex, one per line.
     #[arg(long)]
     pub hex: bool,
@@ -262,6 +280,6 @@ pub struct BenchPeerArgs {
 pub struct DemoPeerArgs {
     /// Which scenario to play.
     pub scenario: String,
-    /// Object name(s) process A created.
+    /// Object name(s) the first process created.
     pub names: Vec<String>,
 }

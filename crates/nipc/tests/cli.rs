@@ -172,6 +172,27 @@ fn a_second_server_fails_with_status_1_naming_the_pipe() {
 }
 
 #[test]
+fn clients_refuse_a_server_of_another_user_unless_told() {
+    let name = unique("cli-who");
+    let mut srv = serve(&name, &[]);
+    // SYSTEM on Windows, uid 12345 on Unix: not who runs these tests.
+    let other = if cfg!(windows) { "S-1-5-18" } else { "12345" };
+    let (code, _, err) = run(&["pipe", "send", &name, "x", "--server-user", other]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&name) && err.contains("--server-user any"),
+        "{err}"
+    );
+    for who in ["me", "any"] {
+        let (code, _, err) = run(&["pipe", "send", &name, who, "--server-user", who]);
+        assert_eq!(code, 0, "{who}: {err}");
+        assert_eq!(srv.line(), who);
+    }
+    let (code, _, err) = run(&["pipe", "send", &name, "x", "--server-user", "no one"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
 fn connecting_to_a_missing_pipe_fails_with_status_1() {
     let name = unique("cli-missing");
     let (code, _, err) = run(&["pipe", "send", &name, "x", "--timeout", "0"]);

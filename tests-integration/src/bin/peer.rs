@@ -343,7 +343,15 @@ fn main() {
             say("READY");
             exit_on_stdin_eof();
             loop {
-                let s = l.accept().expect("accept");
+                // A client that leaves during the handshake (e.g. one that
+                // refused this server) costs only its own connection.
+                let s = match l.accept() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        say(&format!("CLIENT-ERROR {:?} {e}", e.kind()));
+                        continue;
+                    }
+                };
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
                     let r: io::Result<()> = (|| {
@@ -412,6 +420,28 @@ fn main() {
             }
             say(&format!("GOT {n}"));
         }
+        // echo-as UID PATH (Unix, started as root): become UID, then serve
+        // message-mode echo on the absolute socket PATH, open to every user.
+        "echo-as" => {
+            become_user(arg(&args, 1, "uid"));
+            let l = ListenerOptions::new()
+                .security(named_ipc::Security::LocalUsers)
+                .create(&args[2])
+                .expect("bind");
+            say("READY");
+            exit_on_stdin_eof();
+            for conn in l.incoming() {
+                let conn = conn.expect("accept");
+                std::thread::spawn(move || serve_echo(conn, "message"));
+            }
+        }
+        // chan-hostile NAME SLOTS: a fake channel server (Windows). It answers a
+        // client's hello with a handshake naming the 5 handle values in SLOTS
+        // (comma-separated: a number, or `event`, `mutex`, `section:SIZE`,
+        // `reserved:SIZE` (a SEC_RESERVE section) for a real object of this
+        // process, kept open), then reports what the client
+        // did: `CLIENT-SAID <text>`, `CLIENT-LEFT` or `CLIENT-ERROR <kind>`.
+        "chan-hostile" => hostile_channel_server(&args[1], &args[2]),
         // lines: print stdin lines back with a prefix (used to test spawning).
         "lines" => {
             for line in io::stdin().lock().lines() {
@@ -464,6 +494,92 @@ fn shm_commands(seg: &ShmSegment) {
             other => say(&format!("ERR unknown command {other:?}")),
         }
     }
+}
+
+/// Drops root for `uid` (group too), for the `echo-as` role.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn become_user(uid: u32) {
+    // SAFETY: plain credential calls; the results are checked.
+    unsafe {
+        assert_eq!(libc::setgid(uid), 0, "setgid {uid}");
+        assert_eq!(libc::setuid(uid), 0, "setuid {uid}");
+    }
+}
+
+#[cfg(not(unix))]
+fn become_user(_uid: u32) {
+    eprintln!("peer: echo-as is a Unix role");
+    std::process::exit(2);
+}
+
+/// See the `chan-hostile` role.
+#[cfg(windows)]
+#[allow(unsafe_code)]
+fn hostile_channel_server(name: &str, slots: &str) {
+    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+    use windows_sys::Win32::System::Memory::{CreateFileMappingW, PAGE_READWRITE, SEC_RESERVE};
+    use windows_sys::Win32::System::Threading::{CreateEventW, CreateMutexW};
+    let (null, nil) = (std::ptr::null(), std::ptr::null());
+    let values: Vec<u64> = slots
+        .split(',')
+        .map(|slot| {
+            let h = match slot {
+                // SAFETY: an unnamed auto-reset event; kept open until exit.
+                "event" => unsafe { CreateEventW(null, 0, 0, nil) },
+                // SAFETY: an unnamed mutex; kept open until exit.
+                "mutex" => unsafe { CreateMutexW(null, 0, nil) },
+                s if s.starts_with("section:") || s.starts_with("reserved:") => {
+                    let (kind, size) = s.split_once(':').expect("kind:size");
+                    let size: u32 = size.parse().expect("section size");
+                    let flags = if kind == "reserved" { SEC_RESERVE } else { 0 };
+                    // SAFETY: an unnamed section; kept open until exit.
+                    unsafe {
+                        CreateFileMappingW(
+                            INVALID_HANDLE_VALUE,
+                            null,
+                            PAGE_READWRITE | flags,
+                            0,
+                            size,
+                            nil,
+                        )
+                    }
+                }
+                number => return number.parse().expect("slot value"),
+            };
+            assert!(!h.is_null(), "cannot create {slot}");
+            h as usize as u64
+        })
+        .collect();
+    let l = bind(name);
+    say("READY");
+    let conn = l.accept().expect("accept");
+    let hi = conn.recv().expect("client hello").expect("client left");
+    assert_eq!(&hi[..8], b"NIPC-CL1", "not a channel client");
+    // The handshake of channel/header.rs, version 2, 4 KiB rings.
+    let capacity = 4096u64;
+    let mut hello = b"NIPC-HS1".to_vec();
+    hello.extend_from_slice(&2u32.to_le_bytes());
+    hello.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    hello.extend_from_slice(&capacity.to_le_bytes());
+    hello.extend_from_slice(&(64 + 2 * (320 + capacity)).to_le_bytes());
+    hello.extend_from_slice(&std::process::id().to_le_bytes());
+    hello.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    for v in &values {
+        hello.extend_from_slice(&v.to_le_bytes());
+    }
+    conn.send(&hello).expect("send");
+    match conn.recv() {
+        Ok(None) => say("CLIENT-LEFT"),
+        Ok(Some(m)) => say(&format!("CLIENT-SAID {}", String::from_utf8_lossy(&m))),
+        Err(e) => say(&format!("CLIENT-ERROR {:?}", e.kind())),
+    }
+}
+
+#[cfg(not(windows))]
+fn hostile_channel_server(_name: &str, _slots: &str) {
+    eprintln!("peer: chan-hostile is a Windows role");
+    std::process::exit(2);
 }
 
 /// A default (message-mode) listener.

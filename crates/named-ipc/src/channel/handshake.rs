@@ -56,7 +56,8 @@ pub(crate) fn server(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
         server_pid: std::process::id(),
         handles: Vec::new(),
     };
-    let signals = sys::channel::send_hello(&pipe, hello, &map)?;
+    let signals =
+        sys::channel::send_hello(pipe.sys(), hello, &map, Wait::timeout(Some(HANDSHAKE)))?;
     // Server: receives on ring 0, sends on ring 1.
     assemble(
         pipe,
@@ -76,15 +77,10 @@ pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
     hi.extend_from_slice(&header::VERSION.to_le_bytes());
     hi.extend_from_slice(&opts.max_message.to_le_bytes());
     pipe.send(&hi)?;
-    let (bytes, attachment) = sys::channel::recv_hello(&pipe, Wait::timeout(Some(HANDSHAKE)))?;
+    let wait = Wait::timeout(Some(HANDSHAKE));
+    let (bytes, attachment) = sys::channel::recv_hello(pipe.sys(), wait)?;
     let hello = Hello::decode(&bytes).map_err(invalid)?;
-    let (map, signals) = sys::channel::attach(
-        &pipe,
-        attachment,
-        &hello.handles,
-        hello.server_pid,
-        hello.segment_len,
-    )?;
+    let (map, signals) = sys::channel::attach(pipe.sys(), attachment, &hello, wait)?;
     let mut h = [0u8; header::HEADER_LEN];
     if map.len() < h.len() {
         return Err(invalid("the channel segment is too small"));

@@ -5,7 +5,7 @@
 //! # Segment
 //! ```text
 //! offset               size  what
-//! 0                      64  header: magic "NIPC-CH1", u32 version (1), u32 0,
+//! 0                      64  header: magic "NIPC-CH1", u32 version (2), u32 0,
 //!                            u64 capacity (per ring), u64 ring 0 offset,
 //!                            u64 ring 1 offset, u64 total length (native endian)
 //! 64                    320  ring 0 control block (client -> server)
@@ -15,13 +15,13 @@
 //! ```
 //!
 //! # Handshake
-//! The client speaks first, right after it connects to the rendezvous pipe
-//! (see `handshake.rs`): its magic, version and largest message. The server
+//! Right after a client connects to the rendezvous pipe it sends one message
+//! (`NIPC-CL1`, u32 version, u32 largest message it accepts). The server
 //! answers with one message (little-endian), the segment itself passed out of
-//! band (Unix: `SCM_RIGHTS`; Windows: handles duplicated into the client):
+//! band (Unix: its descriptor, with `SCM_RIGHTS`; Windows: see below):
 //! ```text
 //! 0   8  magic "NIPC-HS1"
-//! 8   4  version (1)
+//! 8   4  version (2)
 //! 12  4  max message size
 //! 16  8  capacity per ring
 //! 24  8  segment length
@@ -30,12 +30,17 @@
 //! 40  8n handle values (Windows: section, then the data and space events of
 //!        ring 0 and of ring 1)
 //! ```
+//! On Windows the handle values are the server's own, valid in the server's
+//! process only. The client duplicates them out of the pipe's server process
+//! (never adopting a number as its own), checks their types, and answers `ok`;
+//! the server waits for that answer before `accept` returns. Version 1 sent
+//! values already duplicated into the client and had no answer.
 
 use super::ring::CONTROL_LEN;
 
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"NIPC-CH1";
 pub(crate) const HELLO_MAGIC: [u8; 8] = *b"NIPC-HS1";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const HEADER_LEN: usize = 64;
 
 /// Smallest and largest ring capacities accepted.

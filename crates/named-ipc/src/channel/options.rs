@@ -7,7 +7,7 @@ use super::header::{MAX_CAPACITY, MIN_CAPACITY};
 use super::{ShmListener, ShmStream};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::framing::DEFAULT_MAX_MESSAGE;
-use crate::pipe::{ConnectOptions, ListenerOptions, PipeMode};
+use crate::pipe::{ConnectOptions, ListenerOptions, PipeMode, ServerIdentity};
 
 /// Options for channel servers and clients.
 #[derive(Debug, Clone)]
@@ -16,6 +16,7 @@ pub struct ChannelOptions {
     pub(crate) max_message: u32,
     pub(crate) spin: Duration,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) server_identity: ServerIdentity,
 }
 
 impl Default for ChannelOptions {
@@ -26,13 +27,14 @@ impl Default for ChannelOptions {
 
 impl ChannelOptions {
     /// 256 KiB per direction, 16 MiB largest message, 20 µs of spinning
-    /// before sleeping, no connect timeout.
+    /// before sleeping, no connect timeout, a server running as this user.
     pub fn new() -> ChannelOptions {
         ChannelOptions {
             capacity: 256 * 1024,
             max_message: DEFAULT_MAX_MESSAGE,
             spin: Duration::from_micros(20),
             timeout: None,
+            server_identity: ServerIdentity::SameUser,
         }
     }
 
@@ -68,6 +70,14 @@ impl ChannelOptions {
         self
     }
 
+    /// Which server `connect` accepts (default: one running as this user), as
+    /// for [`ConnectOptions::server_identity`]; checked on the rendezvous pipe
+    /// before the handshake.
+    pub fn server_identity(&mut self, identity: ServerIdentity) -> &mut Self {
+        self.server_identity = identity;
+        self
+    }
+
     /// Creates a channel server.
     ///
     /// # Errors
@@ -82,11 +92,16 @@ impl ChannelOptions {
     /// Connects to a channel server.
     ///
     /// # Errors
-    /// As for [`ConnectOptions::connect`]; [`ErrorKind::VersionMismatch`] or
-    /// [`ErrorKind::InvalidInput`] if the server's handshake is not acceptable.
+    /// As for [`ConnectOptions::connect`] (including
+    /// [`ErrorKind::PermissionDenied`] for a server that runs as another user
+    /// than [`server_identity`](Self::server_identity) expects);
+    /// [`ErrorKind::VersionMismatch`] or [`ErrorKind::InvalidInput`] if the
+    /// server's handshake is not acceptable, including (Windows) handles the
+    /// server named that are not its section and events.
     pub fn connect(&self, name: &str) -> Result<ShmStream> {
         let mut o = ConnectOptions::new();
-        o.mode(PipeMode::Message);
+        o.mode(PipeMode::Message)
+            .server_identity(self.server_identity.clone());
         if let Some(t) = self.timeout {
             o.timeout(t);
         }

@@ -48,11 +48,15 @@ impl ShmListener {
         self.pipe.name()
     }
 
-    /// Waits for a client and sets up its channel.
+    /// Waits for a client and sets up its channel. On Windows it returns once
+    /// the client has taken the channel's handles (it says so), at most 10 s
+    /// after the client connected.
     ///
     /// # Errors
     /// OS errors; `InvalidData` if the client's handshake is not a named-ipc
-    /// channel's (that client is dropped; call `accept` again).
+    /// channel's, `UnexpectedEof` if it left during the handshake (e.g. it
+    /// refused this server), `TimedOut` if it stalled: that client is
+    /// dropped; call `accept` again.
     pub fn accept(&self) -> io::Result<ShmStream> {
         let pipe = self.pipe.accept()?;
         handshake::server(pipe, &self.opts)

@@ -23,11 +23,21 @@ impl ListenerOptionsExt for ListenerOptions {
 pub trait UserIdExt: super::sealed::Sealed {
     /// The numeric user id.
     fn uid(&self) -> u32;
+
+    /// The user with numeric id `uid` (for
+    /// [`ServerIdentity::User`](crate::pipe::ServerIdentity::User)).
+    fn from_uid(uid: u32) -> Self
+    where
+        Self: Sized;
 }
 
 #[cfg(unix)]
 impl UserIdExt for UserId {
     fn uid(&self) -> u32 {
         self.0 .0
+    }
+
+    fn from_uid(uid: u32) -> UserId {
+        UserId(crate::sys::UserRepr(uid))
     }
 }

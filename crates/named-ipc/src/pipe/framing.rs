@@ -1,4 +1,4 @@
-//! Length-prefixed framing: the spec's `pipewithsize` wire format.
+//! Length-prefixed framing: a u32 little-endian size, then the bytes.
 //!
 //! Each frame is a 4-byte **little-endian** unsigned length `N`, then `N` bytes of
 //! payload. There is no other header, no padding and no terminator; a zero-length
@@ -72,16 +72,26 @@ impl Received {
 /// write where the writer supports it. A writer that times out or would block
 /// part-way through a frame is retried, with short sleeps, until the grace
 /// deadline the send driver sets.
-struct WriteSink<'a, W: ?Sized>(&'a mut W);
+struct WriteSink<'a, W: ?Sized> {
+    w: &'a mut W,
+    /// Size and payload as separate writes.
+    split: bool,
+}
 
 impl<W: Write + ?Sized> Sink for WriteSink<'_, W> {
     fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
         let [a, b] = out.rest();
         let bufs = [io::IoSlice::new(a), io::IoSlice::new(b)];
-        let bufs = if a.is_empty() { &bufs[1..] } else { &bufs[..] };
+        let bufs = if a.is_empty() {
+            &bufs[1..]
+        } else if self.split {
+            &bufs[..1]
+        } else {
+            &bufs[..]
+        };
         let mut pause = Duration::from_millis(1);
         loop {
-            match self.0.write_vectored(bufs) {
+            match self.w.write_vectored(bufs) {
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -109,7 +119,7 @@ impl<W: Write + ?Sized> Sink for WriteSink<'_, W> {
     }
 }
 
-/// Message framing over any byte stream: the spec's size-prefixed pipe.
+/// Message framing over any byte stream: a u32-LE size before each message.
 ///
 /// Wrap a byte-mode [`PipeStream`](crate::pipe::PipeStream), a `TcpStream`, a file
 /// or a `Cursor`. Frames are a u32 little-endian length then the payload (see the
@@ -137,6 +147,8 @@ pub struct Framed<T> {
     io: T,
     decoder: Decoder,
     sender: SendState,
+    /// Size and payload as two writes.
+    split: bool,
 }
 
 impl<T> Framed<T> {
@@ -151,12 +163,48 @@ impl<T> Framed<T> {
             io,
             decoder: Decoder::new("framed stream", max),
             sender: SendState::new("framed stream"),
+            split: false,
         }
     }
 
     /// The largest incoming frame accepted.
     pub fn max_message(&self) -> u32 {
         self.decoder.max()
+    }
+
+    /// Writes each frame's 4-byte size and its payload with two separate
+    /// writes (none for an empty payload) instead of one vectored write (the
+    /// default). The bytes are the same either way.
+    ///
+    /// It matters over a Windows pipe of message type
+    /// ([`PipeStream::pipe_type`] is [`PipeMode::Message`]), where each write
+    /// is one message: the usual Win32 size-prefixed reader takes the size
+    /// with one `ReadFile` and the payload with another, which then get one
+    /// message each; a frame written at once would be one message, and the
+    /// 4-byte read of it fails with `ERROR_MORE_DATA`. On a byte stream
+    /// (every Unix pipe, a Windows byte-type pipe) nothing changes.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use named_ipc::pipe::{ConnectOptions, Framed, PipeMode};
+    ///
+    /// let stream = ConnectOptions::new().mode(PipeMode::Byte).connect("sized")?;
+    /// let mut framed = Framed::new(&stream);
+    /// framed.set_split_writes(stream.pipe_type()? == PipeMode::Message);
+    /// framed.send(b"hello")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`PipeStream::pipe_type`]: crate::pipe::PipeStream::pipe_type
+    /// [`PipeMode::Message`]: crate::pipe::PipeMode::Message
+    pub fn set_split_writes(&mut self, split: bool) {
+        self.split = split;
+    }
+
+    /// Whether size and payload go out as separate writes; see
+    /// [`set_split_writes`](Self::set_split_writes).
+    pub fn split_writes(&self) -> bool {
+        self.split
     }
 
     /// The wrapped stream.
@@ -189,8 +237,11 @@ impl<T: Write> Framed<T> {
     /// (drop the stream; the peer sees a frame cut short, an error there).
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         let mut out = Outgoing::framed(msg)?;
-        self.sender
-            .send(&mut WriteSink(&mut self.io), &mut out, Wait::Block)?;
+        let mut sink = WriteSink {
+            w: &mut self.io,
+            split: self.split,
+        };
+        self.sender.send(&mut sink, &mut out, Wait::Block)?;
         self.io.flush()
     }
 }

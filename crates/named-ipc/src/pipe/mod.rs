@@ -5,7 +5,8 @@
 //!
 //! On Windows a pipe is a real named pipe, `\\.\pipe\NAME`, created with
 //! `CreateNamedPipeW` and opened with `CreateFileW`, so programs that use the
-//! Win32 API directly (like the C++ programs of the spec) interoperate with it.
+//! Win32 API directly (C or C++ programs calling `CreateFile` on the same name)
+//! interoperate with it.
 //! Message mode is the native `PIPE_TYPE_MESSAGE`.
 //!
 //! On Linux and macOS a pipe is a `SOCK_STREAM` Unix domain socket at
@@ -45,7 +46,6 @@
 //! ```
 
 pub mod framing;
-pub(crate) mod legacy_reader;
 mod listener;
 mod options;
 mod stream;
@@ -53,7 +53,8 @@ mod stream;
 pub use framing::{FrameDecoder, Framed, Received};
 pub use listener::{Incoming, PipeListener};
 pub use options::{
-    Access, ConnectOptions, Direction, ListenerOptions, PipeMode, UNLIMITED_INSTANCES,
+    Access, ConnectOptions, Direction, ListenerOptions, PipeMode, ServerIdentity,
+    UNLIMITED_INSTANCES,
 };
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use stream::Timing;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::framing::DEFAULT_MAX_MESSAGE;
-use crate::pipe::{PipeListener, PipeStream};
+use crate::pipe::{PipeListener, PipeStream, UserId};
 use crate::security::Security;
 
 /// How data is delivered.
@@ -17,7 +17,7 @@ pub enum PipeMode {
     Message,
     /// A plain byte stream (`Read`/`Write`), no boundaries. Windows:
     /// `PIPE_TYPE_BYTE | PIPE_READMODE_BYTE`. Wrap it in
-    /// [`Framed`](crate::pipe::Framed) for the spec's size-prefixed messages.
+    /// [`Framed`](crate::pipe::Framed) for size-prefixed messages.
     Byte,
 }
 
@@ -162,8 +162,10 @@ impl ListenerOptions {
     }
 
     /// `nDefaultTimeOut`: how long a Windows client waits for a busy pipe when it
-    /// asks for the default wait. Zero means 50 ms, as on Windows. Unix clients do
-    /// not consult it.
+    /// asks for the default wait (`WaitNamedPipe` with
+    /// `NMPWAIT_USE_DEFAULT_WAIT`). Zero means 50 ms, as on Windows. Only other
+    /// Win32 clients consult it: named-ipc clients wait their own timeout (or
+    /// 50 ms without one), and Unix has no such setting.
     pub fn default_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.default_timeout = if timeout.is_zero() {
             Duration::from_millis(50)
@@ -213,6 +215,36 @@ impl ListenerOptions {
     }
 }
 
+/// Which server a client accepts: see [`ConnectOptions::server_identity`].
+///
+/// # Examples
+/// ```no_run
+/// use named_ipc::pipe::{ConnectOptions, ServerIdentity};
+///
+/// // A server that admits every local user and runs as `root` (uid 0) on
+/// // Unix, or as SYSTEM on Windows.
+/// let server = if cfg!(windows) { "S-1-5-18" } else { "0" };
+/// let stream = ConnectOptions::new()
+///     .server_identity(ServerIdentity::User(server.parse()?))
+///     .connect("jobs")?;
+/// # Ok::<(), named_ipc::Error>(())
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum ServerIdentity {
+    /// The server must run as the user this process runs as (the default),
+    /// which the owner-only default security of a server implies. A pipe
+    /// that another user's program created first is refused.
+    #[default]
+    SameUser,
+    /// Any server will do: for servers that admit other users
+    /// ([`Security::LocalUsers`](crate::Security::LocalUsers)) and run as
+    /// someone else, when you trust whoever holds the name.
+    Any,
+    /// The server must run as this user.
+    User(UserId),
+}
+
 /// Options for connecting to a pipe, in the style of tokio's `ClientOptions`.
 ///
 /// # Examples
@@ -233,6 +265,7 @@ pub struct ConnectOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) nonblocking: bool,
     pub(crate) max_message: u32,
+    pub(crate) server_identity: ServerIdentity,
 }
 
 impl Default for ConnectOptions {
@@ -243,7 +276,8 @@ impl Default for ConnectOptions {
 
 impl ConnectOptions {
     /// The defaults: message mode, read and write, no waiting for a pipe that
-    /// does not exist, blocking, 16 MiB largest message.
+    /// does not exist, blocking, 16 MiB largest message, a server running as
+    /// this user.
     pub fn new() -> ConnectOptions {
         ConnectOptions {
             mode: PipeMode::Message,
@@ -251,6 +285,7 @@ impl ConnectOptions {
             timeout: None,
             nonblocking: false,
             max_message: DEFAULT_MAX_MESSAGE,
+            server_identity: ServerIdentity::SameUser,
         }
     }
 
@@ -269,7 +304,9 @@ impl ConnectOptions {
 
     /// How long to wait for a pipe that does not exist yet or whose instances are
     /// all busy. Without it, a missing pipe fails at once and a busy one is waited
-    /// for the server's default timeout (Windows) or 50 ms (Unix).
+    /// for 50 ms at most, on every OS. (A Windows client never asks for the
+    /// server's default wait, `NMPWAIT_USE_DEFAULT_WAIT`: the server chooses
+    /// that, up to about 49 days.)
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
@@ -287,13 +324,44 @@ impl ConnectOptions {
         self
     }
 
+    /// Which server to accept (default [`ServerIdentity::SameUser`]).
+    ///
+    /// Checked right after connecting, before anything is sent, from the OS's
+    /// record of who the server is: on Unix the socket's peer credentials
+    /// (`SO_PEERCRED`, `getpeereid`: the server's effective uid when it
+    /// started listening); on Windows `GetNamedPipeServerProcessId`, then the
+    /// user of that process's token. If the user found is not the one
+    /// expected, or cannot be read (a Windows server whose process this user
+    /// may not open, or a remote `\\server\pipe\NAME`), `connect` fails with
+    /// [`ErrorKind::PermissionDenied`] and closes the connection.
+    ///
+    /// The default matters where names are shared between users: any user can
+    /// create a Windows pipe name (or a socket in a directory open to all)
+    /// before your server does, and its clients would then talk to that
+    /// program.
+    ///
+    /// Windows goes by the server's process id: a server that exits just
+    /// after the client connected could have its id reused by a new process
+    /// before the check opens it. The connection is dead by then, so the
+    /// client can send nothing to either.
+    #[doc(alias = "GetNamedPipeServerProcessId")]
+    #[doc(alias = "SO_PEERCRED")]
+    #[doc(alias = "getpeereid")]
+    pub fn server_identity(&mut self, identity: ServerIdentity) -> &mut Self {
+        self.server_identity = identity;
+        self
+    }
+
     /// Connects.
     ///
     /// # Errors
     /// - [`ErrorKind::NotFound`]: no server by that name (within the timeout).
     /// - [`ErrorKind::Busy`]: every instance stayed busy until the timeout.
-    /// - [`ErrorKind::PermissionDenied`]: the pipe's security refuses us.
+    /// - [`ErrorKind::PermissionDenied`]: the pipe's security refuses us, or
+    ///   the server does not run as the user [`server_identity`] expects.
     /// - [`ErrorKind::InvalidName`]: bad name.
+    ///
+    /// [`server_identity`]: Self::server_identity
     pub fn connect(&self, name: &str) -> Result<PipeStream> {
         PipeStream::connect_with(name, self)
     }

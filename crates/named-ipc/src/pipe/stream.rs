@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::framing::Received;
 use crate::pipe::listener::SlotGuard;
-use crate::pipe::{Access, ConnectOptions, Direction, PipeMode};
+use crate::pipe::{Access, ConnectOptions, Direction, PipeMode, ServerIdentity};
 use crate::sys::{self, Wait};
 
 /// A user, as the OS identifies it: a uid on Unix, a SID on Windows.
@@ -26,6 +26,26 @@ impl UserId {
     /// Windows: the OS error of reading the process token.
     pub fn current() -> io::Result<UserId> {
         sys::UserRepr::current().map(UserId)
+    }
+}
+
+impl std::str::FromStr for UserId {
+    type Err = Error;
+
+    /// Unix: a uid, `1000` or `uid 1000` (as [`Display`](fmt::Display) writes
+    /// it). Windows: a SID, `S-1-5-21-…`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for anything else.
+    fn from_str(s: &str) -> Result<UserId> {
+        sys::UserRepr::parse(s).map(UserId).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                s,
+                format!("{s:?} is not a user: {e}"),
+            )
+            .with_source(e)
+        })
     }
 }
 
@@ -230,6 +250,7 @@ impl PipeStream {
             };
             Error::new(kind, name, msg).with_source(e)
         })?;
+        check_server(&inner, &opts.server_identity, name, &addr.display())?;
         let (can_read, can_write) = match opts.access {
             Access::ReadWrite => (true, true),
             Access::Read => (true, false),
@@ -270,8 +291,7 @@ impl PipeStream {
         }
     }
 
-    /// The OS stream (for the shared-memory channel's handshake on Unix).
-    #[cfg_attr(windows, allow(dead_code))]
+    /// The OS stream (for the shared-memory channel's handshake).
     pub(crate) fn sys(&self) -> &sys::pipe::Stream {
         &self.inner
     }
@@ -408,6 +428,26 @@ impl PipeStream {
         self.timing.is_nonblocking()
     }
 
+    /// The pipe's type as the OS reports it: how the OS carries writes on
+    /// this pipe, whatever this end's [`mode`](Self::mode).
+    ///
+    /// - Windows (`GetNamedPipeInfo`): [`PipeMode::Message`] for a pipe its
+    ///   server created with `PIPE_TYPE_MESSAGE`, where every write is one
+    ///   message, also from a client that reads in byte mode;
+    ///   [`PipeMode::Byte`] for `PIPE_TYPE_BYTE`.
+    /// - Unix: always [`PipeMode::Byte`]: a stream socket (message mode frames
+    ///   the bytes).
+    ///
+    /// For talking to programs that read a message in several `ReadFile`s;
+    /// see [`Framed::set_split_writes`](crate::pipe::Framed::set_split_writes).
+    ///
+    /// # Errors
+    /// OS errors.
+    #[doc(alias = "GetNamedPipeInfo")]
+    pub fn pipe_type(&self) -> io::Result<PipeMode> {
+        self.inner.pipe_type()
+    }
+
     /// The peer's process id (`SO_PEERCRED`, `LOCAL_PEERPID`,
     /// `GetNamedPipeClientProcessId`/`GetNamedPipeServerProcessId`).
     ///
@@ -421,8 +461,16 @@ impl PipeStream {
 
     /// The user the peer runs as.
     ///
+    /// On Windows a server reads its client's user by impersonating it for
+    /// the duration of one `OpenThreadToken` (clients grant only the
+    /// identification level). Should `RevertToSelf` then fail, the process
+    /// aborts, as Microsoft advises: the thread would otherwise go on running
+    /// as the client.
+    ///
     /// # Errors
-    /// OS errors; on Windows also when the peer's token cannot be read.
+    /// OS errors; on Windows also when the peer's token cannot be read, and
+    /// for a client of a remote `\\server\pipe\NAME`, whose server's user
+    /// cannot be read from this machine.
     pub fn peer_user(&self) -> io::Result<UserId> {
         self.inner.peer_user().map(UserId)
     }
@@ -439,6 +487,57 @@ impl PipeStream {
     }
 }
 
+/// Fails with `PermissionDenied` unless the server of `inner` runs as
+/// `expected` says.
+fn check_server(
+    inner: &sys::pipe::Stream,
+    expected: &ServerIdentity,
+    name: &str,
+    shown: &str,
+) -> Result<()> {
+    let what = format!("cannot connect to pipe {name:?} ({shown})");
+    let (want, whom) = match expected {
+        ServerIdentity::Any => return Ok(()),
+        ServerIdentity::SameUser => {
+            let me = UserId::current().map_err(|e| {
+                Error::from_io(
+                    e,
+                    name,
+                    &what,
+                    "cannot read which user this process runs as",
+                )
+            })?;
+            let whom = format!("you ({me})");
+            (me, whom)
+        }
+        ServerIdentity::User(u) => (u.clone(), u.to_string()),
+    };
+    let found = inner.peer_user().map_err(|e| {
+        Error::new(
+            ErrorKind::PermissionDenied,
+            name,
+            format!(
+                "{what}: cannot tell which user runs its server ({e}), so it may not be the \
+                 server you expect; if any server will do, connect with ServerIdentity::Any"
+            ),
+        )
+        .with_source(e)
+    })?;
+    if found == want.0 {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::PermissionDenied,
+        name,
+        format!(
+            "{what}: its server runs as {found}, not as {whom}; another user's program may \
+             have created the pipe first. Stop that program and restart your server, or, if \
+             that server is the one you want, connect with ServerIdentity::User or \
+             ServerIdentity::Any"
+        ),
+    ))
+}
+
 impl Read for &PipeStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.need_read()?;
@@ -450,6 +549,14 @@ impl Write for &PipeStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.need_write()?;
         self.inner.write(buf, self.timing.write_wait())
+    }
+
+    /// Byte mode: one gathering write (what [`Framed`](crate::pipe::Framed)
+    /// uses to send a size and its payload together). Message mode: the
+    /// buffers together as one message.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.need_write()?;
+        self.inner.write_vectored(bufs, self.timing.write_wait())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -466,6 +573,10 @@ impl Read for PipeStream {
 impl Write for PipeStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -407,8 +407,6 @@ impl Decoder {
 
     /// `Read` over message payloads: boundaries dropped, empty messages
     /// skipped; 0 only at the end of the stream (or for an empty `out`).
-    // TEMPORARY: the Unix socket stream moves onto this decoder next.
-    #[allow(dead_code)]
     pub(crate) fn read_payload<S: Source + ?Sized>(
         &mut self,
         src: &mut S,

@@ -4,7 +4,7 @@
 //! # Layout
 //! There is no hidden header: byte 0 of the segment is byte 0 of your data, so
 //! plain programs that open the same name see the same bytes — on Windows
-//! `CreateFileMapping`/`OpenFileMapping("ShareMemory")` as in the spec, on Linux
+//! `CreateFileMapping`/`OpenFileMapping("ShareMemory")`, on Linux
 //! `shm_open("/ShareMemory")` or Python's
 //! `multiprocessing.shared_memory.SharedMemory("ShareMemory")`.
 //!
@@ -31,7 +31,7 @@
 //! Linux memfd is sealed against resizing).
 //!
 //! # Synchronisation
-//! Plain shared memory has none (the spec notes that real use needs it): pair a
+//! Plain shared memory has none, and real use needs it: pair a
 //! segment with a [`NamedMutex`](crate::sync::NamedMutex) and a
 //! [`NamedEvent`](crate::sync::NamedEvent), as `nipc demo` does.
 //!
@@ -335,7 +335,7 @@ impl ShmSegment {
         ))
     }
 
-    /// Maps a file (the spec's `hFile` case), all of it. Writes through
+    /// Maps a file (`CreateFileMapping` over a file handle), all of it. Writes through
     /// [`Protection::ReadWrite`] reach the file (see [`flush`](Self::flush)) and
     /// every process mapping it.
     ///
@@ -370,9 +370,19 @@ impl ShmSegment {
     /// Maps the segment a parent process described with
     /// [`child_token`](Self::child_token).
     ///
+    /// The token names a descriptor (Unix) or handle (Windows) this process
+    /// inherited. It is borrowed, not adopted: this call duplicates it (`fcntl`
+    /// `F_DUPFD_CLOEXEC`, `DuplicateHandle`), checks the copy and maps that, so
+    /// the original stays open and stays the caller's, whether this succeeds or
+    /// fails and after the segment is dropped. A child that wants it closed
+    /// closes it itself; keeping it costs one descriptor and nothing else (the
+    /// memory is freed when every handle and mapping is gone). A token naming
+    /// something that is not a segment is refused without closing it.
+    ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for a malformed token, [`ErrorKind::NotFound`]
-    /// if the descriptor is not open here.
+    /// [`ErrorKind::InvalidInput`] for a malformed token or one that names
+    /// something other than a segment, [`ErrorKind::NotFound`] if the
+    /// descriptor/handle is not open here.
     pub fn from_child_token(token: &str, access: Protection) -> Result<ShmSegment> {
         let map = sys::shm::Mapping::from_token(token, access).map_err(|e| {
             Error::from_io(

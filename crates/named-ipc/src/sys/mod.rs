@@ -6,10 +6,14 @@
 //! - `pipe`: `resolve(name) -> Addr` (name rules), `Listener` (`bind`, `accept`,
 //!   `display`), `Stream` (`connect`; `send_msg`/`recv_msg`/`recv_msg_slice` with
 //!   boundaries — native on Windows, u32-LE framed on Unix; `read`/`write` for byte
-//!   mode; `flush`; `disconnect`; peer pid and user), `list()` for `nipc pipe ls`;
+//!   mode; `flush`; `disconnect`; peer pid and user; `pipe_type`), `list()` for
+//!   `nipc pipe ls`;
+//! - `channel`: the shared-memory channel's handshake on a `pipe::Stream`
+//!   (`send_hello`, `recv_hello`, `attach`: how the segment and the wake-up
+//!   objects reach the client) and its `Signals` (wait, wake, peer gone);
 //! - `classify_os_error`: OS error codes that map to a specific
 //!   [`ErrorKind`](crate::ErrorKind) (e.g. `ERROR_PIPE_BUSY` → `Busy`);
-//! - `UserRepr`: how a user is identified (uid or SID string).
+//! - `UserRepr`: how a user is identified (uid or SID string; `current`, `parse`).
 //!
 //! Every blocking call takes a [`Wait`]: block, give up at a deadline, or never
 //! block (`WouldBlock`). Raw handles never leave this module.

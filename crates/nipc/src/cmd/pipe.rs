@@ -7,10 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use named_ipc::pipe::{list, ConnectOptions, Framed, ListenerOptions, PipeMode, PipeStream};
-use named_ipc::Security;
+use named_ipc::pipe::{
+    list, ConnectOptions, Framed, ListenerOptions, PipeMode, PipeStream, ServerIdentity,
+};
+use named_ipc::{ErrorKind, Security};
 
-use crate::cli::{ConnectArgs, Mode, ModeArgs, PipeCommand, RecvArgs, SendArgs, ServeArgs};
+use crate::cli::{
+    ConnectArgs, Mode, ModeArgs, PipeCommand, RecvArgs, SendArgs, ServeArgs, ServerUserArg,
+};
 use crate::out;
 use crate::usage;
 
@@ -70,12 +74,21 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(stream: Arc<PipeStream>, mode: Mode) -> Sender {
-        Sender {
-            framed: Mutex::new(Framed::new(Shared(Arc::clone(&stream)))),
+    fn new(stream: Arc<PipeStream>, mode: Mode) -> Result<Sender> {
+        let mut framed = Framed::new(Shared(Arc::clone(&stream)));
+        if mode == Mode::Framed {
+            // On a Windows pipe of message type every write is a message: send
+            // size and payload as two, for readers that ReadFile them apart.
+            let ty = stream
+                .pipe_type()
+                .with_context(|| format!("cannot read the type of pipe {:?}", stream.name()))?;
+            framed.set_split_writes(ty == PipeMode::Message);
+        }
+        Ok(Sender {
+            framed: Mutex::new(framed),
             stream,
             mode,
-        }
+        })
     }
 
     fn send(&self, msg: &[u8]) -> io::Result<()> {
@@ -247,7 +260,13 @@ fn serve(a: ServeArgs) -> Result<()> {
             .peer_pid()
             .map(|p| format!("client pid {p}"))
             .unwrap_or_else(|_| format!("client #{id}"));
-        let sender = Arc::new(Sender::new(Arc::clone(&stream), a.mode.mode));
+        let sender = match Sender::new(Arc::clone(&stream), a.mode.mode) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("nipc: {who}: {}", crate::describe(&e));
+                continue;
+            }
+        };
         clients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -302,20 +321,41 @@ fn serve(a: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn connect_opts(m: &ModeArgs, timeout: f64) -> Result<ConnectOptions> {
+/// Connects to `name` as the client options on the command line say.
+fn connect_to(name: &str, m: &ModeArgs, timeout: f64, who: &ServerUserArg) -> Result<PipeStream> {
     let t = seconds(timeout, "--timeout")?;
+    let identity = match who.server_user.as_str() {
+        "me" => ServerIdentity::SameUser,
+        "any" => ServerIdentity::Any,
+        user => match user.parse() {
+            Ok(u) => ServerIdentity::User(u),
+            Err(e) => usage!("--server-user: {e}; use me, any, or a uid (Unix) / SID (Windows)"),
+        },
+    };
     let mut o = ConnectOptions::new();
-    o.mode(pipe_mode(m.mode)).max_message_size(m.max_message);
+    o.mode(pipe_mode(m.mode))
+        .max_message_size(m.max_message)
+        .server_identity(identity);
     if !t.is_zero() {
         o.timeout(t);
     }
-    Ok(o)
+    o.connect(name).map_err(|e| {
+        // The library names its API; say what to pass here instead.
+        if e.kind() == ErrorKind::PermissionDenied && e.to_string().contains("ServerIdentity") {
+            anyhow::anyhow!(
+                "{e} (nipc: pass --server-user any to accept any server, or --server-user \
+                 USER for the one running as USER)"
+            )
+        } else {
+            e.into()
+        }
+    })
 }
 
 fn connect(a: ConnectArgs) -> Result<()> {
     let linger = seconds(a.linger, "--linger")?;
-    let stream = Arc::new(connect_opts(&a.mode, a.timeout.timeout)?.connect(&a.name)?);
-    let sender = Sender::new(Arc::clone(&stream), a.mode.mode);
+    let stream = Arc::new(connect_to(&a.name, &a.mode, a.timeout.timeout, &a.server)?);
+    let sender = Sender::new(Arc::clone(&stream), a.mode.mode)?;
     let mut rx = Receiver::new(&stream, &a.mode);
     let (mode, hex) = (a.mode.mode, a.hex);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<()>>();
@@ -376,8 +416,8 @@ fn finish(r: Result<()>) -> ! {
 }
 
 fn send(a: SendArgs) -> Result<()> {
-    let stream = Arc::new(connect_opts(&a.mode, a.timeout.timeout)?.connect(&a.name)?);
-    let sender = Sender::new(Arc::clone(&stream), a.mode.mode);
+    let stream = Arc::new(connect_to(&a.name, &a.mode, a.timeout.timeout, &a.server)?);
+    let sender = Sender::new(Arc::clone(&stream), a.mode.mode)?;
     for m in &a.messages {
         sender
             .send(m.as_bytes())
@@ -390,7 +430,7 @@ fn send(a: SendArgs) -> Result<()> {
 }
 
 fn recv(a: RecvArgs) -> Result<()> {
-    let stream = Arc::new(connect_opts(&a.mode, a.timeout.timeout)?.connect(&a.name)?);
+    let stream = Arc::new(connect_to(&a.name, &a.mode, a.timeout.timeout, &a.server)?);
     let mut rx = Receiver::new(&stream, &a.mode);
     let mut n = 0u64;
     while a.count.is_none_or(|c| n < c) {

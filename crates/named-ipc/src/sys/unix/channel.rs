@@ -10,9 +10,9 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 
 use super::futex;
+use super::pipe::Stream;
 use super::shm::Mapping;
 use crate::channel::header::Hello;
-use crate::pipe::PipeStream;
 use crate::sys::Wait;
 
 /// The segment's descriptor travels beside the hello message.
@@ -26,9 +26,9 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    fn new(stream: &PipeStream) -> io::Result<Signals> {
+    fn new(stream: &Stream) -> io::Result<Signals> {
         Ok(Signals {
-            watch: stream.sys().watch_fd()?,
+            watch: stream.watch_fd()?,
         })
     }
 
@@ -59,30 +59,33 @@ impl Signals {
     }
 }
 
-/// Server side: sends the hello with the segment's descriptor attached.
-pub(crate) fn send_hello(stream: &PipeStream, hello: Hello, seg: &Mapping) -> io::Result<Signals> {
-    stream
-        .sys()
-        .send_msg_with_fd(&hello.encode(), seg.fd().as_fd())?;
+/// Server side: sends the hello with the segment's descriptor attached. The
+/// descriptor is in flight once sent, so there is nothing to wait for.
+pub(crate) fn send_hello(
+    stream: &Stream,
+    hello: Hello,
+    seg: &Mapping,
+    _wait: Wait,
+) -> io::Result<Signals> {
+    stream.send_msg_with_fd(&hello.encode(), seg.fd().as_fd())?;
     Signals::new(stream)
 }
 
 /// Client side: receives the hello and the segment's descriptor.
-pub(crate) fn recv_hello(stream: &PipeStream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
-    stream.sys().recv_msg_with_fd(wait)
+pub(crate) fn recv_hello(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
+    stream.recv_msg_with_fd(wait)
 }
 
-/// Client side: maps the received segment, which must be `segment_len` bytes
-/// (see [`Mapping::from_fd`] for the checks), and sets up signals. `handles`
-/// must be empty on Unix.
+/// Client side: maps the received segment, which must be `hello.segment_len`
+/// bytes (see [`Mapping::from_fd`] for the checks), and sets up signals. The
+/// hello must name no handles on Unix.
 pub(crate) fn attach(
-    stream: &PipeStream,
+    stream: &Stream,
     fd: Attachment,
-    handles: &[u64],
-    _server_pid: u32,
-    segment_len: u64,
+    hello: &Hello,
+    _wait: Wait,
 ) -> io::Result<(Mapping, Signals)> {
-    if !handles.is_empty() {
+    if !hello.handles.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "unexpected handles in a Unix handshake",
@@ -94,7 +97,7 @@ pub(crate) fn attach(
             "the handshake carried no segment descriptor",
         )
     })?;
-    let map = Mapping::from_fd(fd, segment_len)?;
+    let map = Mapping::from_fd(fd, hello.segment_len)?;
     Ok((map, Signals::new(stream)?))
 }
 

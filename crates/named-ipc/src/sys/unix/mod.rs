@@ -40,6 +40,17 @@ impl UserRepr {
     pub(crate) fn current() -> io::Result<UserRepr> {
         Ok(UserRepr(euid()))
     }
+
+    /// `1000` or `uid 1000`.
+    pub(crate) fn parse(s: &str) -> io::Result<UserRepr> {
+        let n = s.strip_prefix("uid ").unwrap_or(s);
+        n.parse().map(UserRepr).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "expected a numeric uid, such as 1000",
+            )
+        })
+    }
 }
 
 impl std::fmt::Display for UserRepr {

@@ -254,29 +254,40 @@ impl Mapping {
         Ok(format!("fd:{fd}"))
     }
 
-    /// Maps the segment a parent described with `child_token`.
+    /// Maps the segment a parent described with `child_token`. The token's
+    /// descriptor stays the caller's: it is only duplicated, never adopted, so
+    /// neither a failure here nor dropping the mapping closes it.
     pub(crate) fn from_token(token: &str, access: Protection) -> io::Result<Mapping> {
         let fd = RawFd::try_from(crate::sys::parse_token(token, "fd")?)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "descriptor out of range"))?;
-        // Check that it is an open descriptor before taking ownership of it.
-        // (A raw number, so no rustix wrapper: those take a BorrowedFd, which
-        // already claims the descriptor is open.)
-        // SAFETY: F_GETFD only reads the flags of whatever fd names, if anything.
-        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(io::Error::new(
+        let not_open = || {
+            io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("descriptor {fd} from token {token:?} is not open in this process"),
-            ));
+            )
+        };
+        if fd < 0 {
+            return Err(not_open());
         }
-        // SAFETY: the parent gave us this inherited descriptor for our exclusive use.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        // Keep it from leaking into our own children.
-        rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+        // SAFETY: F_DUPFD_CLOEXEC reads the descriptor table entry of `fd`
+        // (failing with EBADF if it is not open) and makes a new descriptor,
+        // not inherited by our own children; `fd` itself is left alone.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if dup < 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::EBADF) {
+                not_open()
+            } else {
+                e
+            });
+        }
+        // SAFETY: dup is a fresh descriptor that nothing else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(dup) };
         let size = fd_size(owned.as_fd())?;
         if size == 0 {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the inherited segment is empty",
+                io::ErrorKind::InvalidInput,
+                format!("descriptor {fd} from token {token:?} is not a segment (it is empty)"),
             ));
         }
         let backing = backing_of(owned.as_fd());

@@ -1,36 +1,58 @@
-//! The shared-memory channel's OS side on Windows: the server duplicates an
-//! unnamed section and four auto-reset events into the client it accepted
-//! (found by `GetNamedPipeClientProcessId`, so only that process gets them), and
-//! each side waits on its event together with the peer's process handle, so a
-//! peer that dies wakes it at once. `WaitOnAddress` does not cross processes.
+//! The shared-memory channel's OS side on Windows.
+//!
+//! The server creates an unnamed section and four auto-reset events and sends
+//! their handle values *in its own process* in the hello. The client opens the
+//! pipe's server process — its pid comes from `GetNamedPipeServerProcessId`, the
+//! peer the pipe connected us to (and whose user `connect` checked), never from
+//! the message — with `PROCESS_DUP_HANDLE`, duplicates each value out of it
+//! with only the rights it needs, checks each object's type (`Section`,
+//! `Event`) and that the section is plain memory of the size the hello gives,
+//! closes the `PROCESS_DUP_HANDLE` handle, and answers `ok`. The server's
+//! handles are its own, open for the whole connection, and the server waits for
+//! that `ok` before `accept` returns, so the values cannot be closed and reused
+//! for other objects while the client takes them.
+//!
+//! A client never adopts a number as a handle of its own: a hostile server can
+//! neither make it use objects the server does not have nor make it close
+//! handles it owns. Every handle the client took is an `OwnedHandle`, closed on
+//! any failure.
+//!
+//! Each side then waits on its event together with the peer's process handle
+//! (`SYNCHRONIZE` only), so a peer that dies wakes it at once. `WaitOnAddress`
+//! does not cross processes.
 
 use std::io;
-use std::os::windows::io::{FromRawHandle, OwnedHandle};
+use std::os::windows::io::OwnedHandle;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use windows_sys::Win32::Foundation::{
-    DuplicateHandle, GetHandleInformation, DUPLICATE_SAME_ACCESS, HANDLE, WAIT_OBJECT_0,
-};
+use windows_sys::Win32::Foundation::{DuplicateHandle, HANDLE, WAIT_OBJECT_0};
+use windows_sys::Win32::System::Memory::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, GetCurrentProcess, OpenProcess, SetEvent, WaitForMultipleObjects,
-    WaitForSingleObject, PROCESS_DUP_HANDLE, PROCESS_SYNCHRONIZE,
+    WaitForSingleObject, EVENT_MODIFY_STATE, PROCESS_DUP_HANDLE, PROCESS_SYNCHRONIZE,
 };
 
+use super::pipe::Stream;
 use super::shm::Mapping;
-use super::{cvt, owned, raw};
+use super::{object_type, owned, raw};
 use crate::channel::header::Hello;
-use crate::pipe::PipeStream;
 use crate::sys::Wait;
 
-/// Nothing travels beside the hello message on Windows: handles are in it.
+/// Nothing travels beside the hello message on Windows: handle values are in it.
 pub(crate) type Attachment = ();
+
+/// The client's answer once it has duplicated the server's handles.
+const TAKEN: &[u8] = b"ok";
+
+/// `SYNCHRONIZE`: all the peer's process handle is kept for.
+const SYNCHRONIZE: u32 = PROCESS_SYNCHRONIZE;
 
 /// Wake-ups and peer liveness for one channel end.
 pub(crate) struct Signals {
     /// Auto-reset events: ring 0 data, ring 0 space, ring 1 data, ring 1 space.
     events: Vec<OwnedHandle>,
-    /// The peer process, signalled when it ends.
+    /// The peer process (`SYNCHRONIZE` only), signalled when it ends.
     peer: OwnedHandle,
 }
 
@@ -66,54 +88,53 @@ fn auto_event() -> io::Result<OwnedHandle> {
     )
 }
 
-/// Server side: duplicates the section and fresh events into the client,
-/// writes their values into the hello, sends it.
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Server side: creates the events, sends the hello naming the section and the
+/// events by their values in this process, and waits (per `wait`) until the
+/// client says it has duplicated them.
 pub(crate) fn send_hello(
-    stream: &PipeStream,
+    stream: &Stream,
     mut hello: Hello,
     seg: &Mapping,
+    wait: Wait,
 ) -> io::Result<Signals> {
-    let client = open_process(stream.peer_pid()?, PROCESS_DUP_HANDLE | PROCESS_SYNCHRONIZE)?;
+    let client = open_process(stream.peer_pid()?, SYNCHRONIZE)?;
     let events = (0..4)
         .map(|_| auto_event())
         .collect::<io::Result<Vec<_>>>()?;
-    let dup = |h: HANDLE| -> io::Result<u64> {
-        let mut target: HANDLE = std::ptr::null_mut();
-        // SAFETY: duplicating our own handle into the client process; the copy
-        // belongs to the client from now on.
-        cvt(unsafe {
-            DuplicateHandle(
-                GetCurrentProcess(),
-                h,
-                raw(&client),
-                &mut target,
-                0,
-                0,
-                DUPLICATE_SAME_ACCESS,
-            )
-        })?;
-        Ok(target as usize as u64)
-    };
-    hello.handles = vec![dup(seg.section())?];
-    for e in &events {
-        hello.handles.push(dup(raw(e))?);
+    hello.handles = std::iter::once(seg.section())
+        .chain(events.iter().map(raw))
+        .map(|h| h as usize as u64)
+        .collect();
+    stream.send_msg(&hello.encode(), wait)?;
+    // Until the client answers, the values must keep naming these objects:
+    // they are ours and stay open, and `accept` (whose caller could drop them)
+    // does not return before.
+    let mut reply = Vec::new();
+    match stream.recv_msg(&mut reply, wait)? {
+        Some(_) if reply == TAKEN => Ok(Signals {
+            events,
+            peer: client,
+        }),
+        Some(n) => Err(invalid(format!(
+            "the client answered the channel handshake with {n} bytes instead of \"ok\""
+        ))),
+        None => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the client left during the channel handshake (it refused or could not \
+             take the channel's handles)",
+        )),
     }
-    stream.send(&hello.encode())?;
-    Ok(Signals {
-        events,
-        peer: client,
-    })
 }
 
 /// Client side: receives the hello.
-pub(crate) fn recv_hello(stream: &PipeStream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
-    if let Some(d) = wait.remaining() {
-        stream.set_read_timeout(Some(d.max(Duration::from_millis(1))))?;
-    }
-    let msg = stream.recv();
-    stream.set_read_timeout(None)?;
-    match msg? {
-        Some(m) => Ok((m, ())),
+pub(crate) fn recv_hello(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
+    let mut msg = Vec::new();
+    match stream.recv_msg(&mut msg, wait)? {
+        Some(_) => Ok((msg, ())),
         None => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the server closed the pipe during the handshake",
@@ -121,48 +142,146 @@ pub(crate) fn recv_hello(stream: &PipeStream, wait: Wait) -> io::Result<(Vec<u8>
     }
 }
 
-/// Takes ownership of a handle value the server duplicated into us, after
-/// checking that it is an open handle here.
-fn adopt(value: u64) -> io::Result<OwnedHandle> {
-    let h = value as usize as HANDLE;
-    let mut flags = 0u32;
-    // SAFETY: only queries the handle table; fails for values that are not open.
-    if value == 0 || unsafe { GetHandleInformation(h, &mut flags) } == 0 {
-        return Err(io::Error::new(
+/// Duplicates handle `value` out of the server process into ours with `access`
+/// and checks that it is an object of type `ty`. `what` names the slot in
+/// errors. A bogus value fails here with `InvalidData` (or `PermissionDenied`)
+/// and touches nothing of ours.
+fn take(
+    server: &OwnedHandle,
+    value: u64,
+    access: u32,
+    ty: &str,
+    what: &str,
+) -> io::Result<OwnedHandle> {
+    let refuse = |kind, why: String| {
+        io::Error::new(
+            kind,
+            format!("the channel server named handle {value:#x} as its {what}, but {why}"),
+        )
+    };
+    // Real handle values are small positive numbers; NULL and the
+    // pseudo-handles (-1 the process itself, -2 its thread, ...) are not
+    // objects to take.
+    if value == 0 || value > 0x7fff_ffff {
+        return Err(refuse(
             io::ErrorKind::InvalidData,
-            format!("handle {value} from the server is not open"),
+            "that is not a handle value".into(),
         ));
     }
-    // SAFETY: the server duplicated this handle into our process for us alone.
-    Ok(unsafe { OwnedHandle::from_raw_handle(h) })
+    let mut h: HANDLE = std::ptr::null_mut();
+    // SAFETY: DuplicateHandle reads the server's handle table through our
+    // PROCESS_DUP_HANDLE handle and creates a new handle in this process,
+    // which `owned` takes below; nothing of ours is touched if it fails.
+    let ok = unsafe {
+        DuplicateHandle(
+            raw(server),
+            value as usize as HANDLE,
+            GetCurrentProcess(),
+            &mut h,
+            access,
+            0,
+            0,
+        )
+    };
+    if ok == 0 {
+        let e = io::Error::last_os_error();
+        let kind = match e.kind() {
+            io::ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            _ => io::ErrorKind::InvalidData,
+        };
+        return Err(refuse(
+            kind,
+            format!("it cannot be duplicated out of the server process ({e})"),
+        ));
+    }
+    let h = owned(h, std::ptr::null_mut())?;
+    let found =
+        object_type(raw(&h)).map_err(|e| refuse(io::ErrorKind::InvalidData, format!("{e}")))?;
+    if found != ty {
+        return Err(refuse(
+            io::ErrorKind::InvalidData,
+            format!("it is an object of type {found}, not {ty}"),
+        ));
+    }
+    Ok(h)
 }
 
-/// Client side: maps the section and adopts the events named in the hello.
+/// Client side: duplicates the section and the events out of the pipe's
+/// server process, maps the section, answers `ok`, and keeps only
+/// `SYNCHRONIZE` on the server process.
 pub(crate) fn attach(
-    stream: &PipeStream,
+    stream: &Stream,
     _attachment: Attachment,
-    handles: &[u64],
-    server_pid: u32,
-    _segment_len: u64,
+    hello: &Hello,
+    wait: Wait,
 ) -> io::Result<(Mapping, Signals)> {
-    if handles.len() != 5 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the handshake must carry 5 handles",
-        ));
+    if hello.handles.len() != 5 {
+        return Err(invalid(format!(
+            "the channel handshake carries {} handles, not 5",
+            hello.handles.len()
+        )));
     }
-    if stream.peer_pid()? != server_pid {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the handshake names another process than the pipe's server",
-        ));
+    // The pipe's own record of its server, not the number in the message.
+    let pid = stream.peer_pid()?;
+    if pid != hello.server_pid {
+        return Err(invalid(format!(
+            "the channel handshake names process {}, but the pipe's server is process {pid}",
+            hello.server_pid
+        )));
     }
-    let peer = open_process(server_pid, PROCESS_SYNCHRONIZE)?;
-    let section = adopt(handles[0])?;
-    let events = handles[1..]
+    let server = open_process(pid, PROCESS_DUP_HANDLE | SYNCHRONIZE).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot open the channel server's process (pid {pid}) to take its shared \
+                 handles: {e}; run the server as this user, at the same or a lower elevation"
+            ),
+        )
+    })?;
+    let section = take(
+        &server,
+        hello.handles[0],
+        SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_QUERY,
+        "Section",
+        "shared section",
+    )?;
+    let events = hello.handles[1..]
         .iter()
-        .map(|&h| adopt(h))
+        .map(|&v| {
+            take(
+                &server,
+                v,
+                EVENT_MODIFY_STATE | SYNCHRONIZE,
+                "Event",
+                "event",
+            )
+        })
         .collect::<io::Result<Vec<_>>>()?;
-    let map = Mapping::from_section(section)?;
+    let map = Mapping::from_section(section, hello.segment_len).map_err(|e| {
+        invalid(format!(
+            "the channel server named handle {:#x} as its shared section, but it cannot be \
+             mapped as {} bytes of memory: {e}",
+            hello.handles[0], hello.segment_len
+        ))
+    })?;
+    // Keep only SYNCHRONIZE on the server, on the very process object we
+    // opened; PROCESS_DUP_HANDLE closes with `server` below.
+    let mut peer: HANDLE = std::ptr::null_mut();
+    // SAFETY: duplicating our own process handle within our process, with
+    // less access; `owned` takes the copy.
+    super::cvt(unsafe {
+        DuplicateHandle(
+            GetCurrentProcess(),
+            raw(&server),
+            GetCurrentProcess(),
+            &mut peer,
+            SYNCHRONIZE,
+            0,
+            0,
+        )
+    })?;
+    let peer = owned(peer, std::ptr::null_mut())?;
+    drop(server);
+    stream.send_msg(TAKEN, wait)?;
     Ok((map, Signals { events, peer }))
 }

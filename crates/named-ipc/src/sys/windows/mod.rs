@@ -45,6 +45,11 @@ impl UserRepr {
     pub(crate) fn current() -> io::Result<UserRepr> {
         security::current_user_sid().map(UserRepr)
     }
+
+    /// A SID in string form, normalised the way Windows writes it.
+    pub(crate) fn parse(s: &str) -> io::Result<UserRepr> {
+        security::normalize_sid(s).map(UserRepr)
+    }
 }
 
 impl std::fmt::Display for UserRepr {
@@ -80,6 +85,67 @@ pub(crate) fn owned(h: HANDLE, invalid: HANDLE) -> io::Result<OwnedHandle> {
 
 pub(crate) fn raw(h: &OwnedHandle) -> HANDLE {
     h.as_raw_handle() as HANDLE
+}
+
+#[repr(C)]
+struct UnicodeString {
+    /// In bytes.
+    length: u16,
+    maximum_length: u16,
+    buffer: *const u16,
+}
+
+/// `ObjectTypeInformation` of `NtQueryObject`.
+const OBJECT_TYPE_INFORMATION: u32 = 2;
+
+#[link(name = "ntdll")]
+extern "system" {
+    fn NtQueryObject(
+        handle: HANDLE,
+        class: u32,
+        info: *mut std::ffi::c_void,
+        len: u32,
+        returned: *mut u32,
+    ) -> i32;
+}
+
+/// The kernel type name of the object behind `h`: `Event`, `Section`,
+/// `Process`, `File`, … (`NtQueryObject`, `ObjectTypeInformation`). For
+/// checking handles that came from another process.
+pub(crate) fn object_type(h: HANDLE) -> io::Result<String> {
+    // PUBLIC_OBJECT_TYPE_INFORMATION: a UNICODE_STRING pointing into the same
+    // buffer, 22 reserved ULONGs, then the name. u64 elements for alignment.
+    let mut buf = [0u64; 128];
+    let size = std::mem::size_of_val(&buf);
+    // SAFETY: buf is writable for `size` bytes; the returned length is not needed.
+    let status = unsafe {
+        NtQueryObject(
+            h,
+            OBJECT_TYPE_INFORMATION,
+            buf.as_mut_ptr().cast(),
+            size as u32,
+            std::ptr::null_mut(),
+        )
+    };
+    if status < 0 {
+        return Err(io::Error::other(format!(
+            "cannot read the type of a handle (NtQueryObject status {status:#x})"
+        )));
+    }
+    // SAFETY: on success the buffer starts with the UNICODE_STRING; buf is
+    // 8-aligned, as the struct needs.
+    let name = unsafe { &*(buf.as_ptr() as *const UnicodeString) };
+    let start = buf.as_ptr() as usize;
+    let (p, bytes) = (name.buffer as usize, usize::from(name.length));
+    // Read the name only where it lies inside our buffer.
+    if p < start || p % 2 != 0 || p + bytes > start + size {
+        return Err(io::Error::other(
+            "NtQueryObject returned a type name outside its buffer",
+        ));
+    }
+    // SAFETY: in bounds of buf (checked above), 2-aligned, initialised u64s.
+    let units = unsafe { std::slice::from_raw_parts(name.buffer, bytes / 2) };
+    Ok(String::from_utf16_lossy(units))
 }
 
 /// A manual-reset event, initially not signalled.

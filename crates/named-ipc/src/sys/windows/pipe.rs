@@ -21,10 +21,10 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId,
-    GetNamedPipeServerProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
-    SetNamedPipeHandleState, WaitNamedPipeW, NMPWAIT_USE_DEFAULT_WAIT, PIPE_ACCEPT_REMOTE_CLIENTS,
-    PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
-    PIPE_TYPE_MESSAGE, PIPE_WAIT,
+    GetNamedPipeInfo, GetNamedPipeServerProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
+    SetNamedPipeHandleState, WaitNamedPipeW, PIPE_ACCEPT_REMOTE_CLIENTS, PIPE_READMODE_BYTE,
+    PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE,
+    PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
@@ -45,6 +45,11 @@ use crate::sys::{Backoff, Wait};
 /// While a large message arrives, the receive buffer grows by at least this
 /// much (or its current length), never past what is left of the message.
 const GROW_MIN: usize = 64 * 1024;
+/// How long a client without a connect timeout waits for a busy pipe: the
+/// Windows default `nDefaultTimeOut`, and what Unix clients wait. Never the
+/// server's own `nDefaultTimeOut` (`NMPWAIT_USE_DEFAULT_WAIT`), which the
+/// server chooses.
+const BUSY_WAIT_MS: u32 = 50;
 
 /// The whole `\\.\pipe\NAME` string may be at most this many UTF-16 units.
 const MAX_NAME: usize = 256;
@@ -54,6 +59,8 @@ const MAX_NAME: usize = 256;
 pub(crate) struct Addr {
     full: String,
     wide: Vec<u16>,
+    /// `\\server\pipe\NAME`: served on another machine.
+    remote: bool,
 }
 
 impl Addr {
@@ -64,14 +71,15 @@ impl Addr {
 
 pub(crate) fn resolve(name: &str) -> Result<Addr> {
     let bare = name::pipe_base_name(name, "pipe")?;
-    let full =
-        if name.starts_with(r"\\") && name::strip_prefix_ignore_case(name, PIPE_PREFIX).is_none() {
-            // \\server\pipe\NAME: a remote pipe, for clients that ask for one.
-            name.to_owned()
-        } else {
-            name::check_plain(name, bare, "pipe")?;
-            format!("{PIPE_PREFIX}{bare}")
-        };
+    let remote =
+        name.starts_with(r"\\") && name::strip_prefix_ignore_case(name, PIPE_PREFIX).is_none();
+    let full = if remote {
+        // \\server\pipe\NAME: a remote pipe, for clients that ask for one.
+        name.to_owned()
+    } else {
+        name::check_plain(name, bare, "pipe")?;
+        format!("{PIPE_PREFIX}{bare}")
+    };
     let wide = wide(&full);
     if wide.len() - 1 > MAX_NAME {
         return Err(Error::new(
@@ -84,7 +92,7 @@ pub(crate) fn resolve(name: &str) -> Result<Addr> {
             ),
         ));
     }
-    Ok(Addr { full, wide })
+    Ok(Addr { full, wide, remote })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -317,6 +325,8 @@ struct Tx {
 pub(crate) struct Stream {
     handle: OwnedHandle,
     server: bool,
+    /// A client of a pipe on another machine.
+    remote: bool,
     mode: PipeMode,
     rx: Mutex<Rx>,
     tx: Mutex<Tx>,
@@ -335,6 +345,7 @@ impl Stream {
         Ok(Stream {
             handle,
             server,
+            remote: false,
             mode,
             rx: Mutex::new(Rx {
                 ov: rx_ov,
@@ -380,10 +391,13 @@ impl Stream {
             match code(&e) {
                 Some(ERROR_PIPE_BUSY) => {
                     // Wait for an instance; WaitNamedPipe sleeps in the kernel.
+                    // Without a timeout, briefly: NMPWAIT_USE_DEFAULT_WAIT would
+                    // wait the server's nDefaultTimeOut, which the server
+                    // chooses (up to ~49 days).
                     let ms = match wait {
                         Wait::Never if !waited_default => {
                             waited_default = true;
-                            NMPWAIT_USE_DEFAULT_WAIT
+                            BUSY_WAIT_MS
                         }
                         Wait::Never => return Err(e),
                         w => match w.remaining_ms_ceil() {
@@ -431,14 +445,16 @@ impl Stream {
             }
         }
         let label = format!("pipe {:?}", _name);
-        Stream::new(
+        let mut s = Stream::new(
             handle,
             Overlapped::new()?,
             false,
             opts.mode,
             opts.max_message,
             label,
-        )
+        )?;
+        s.remote = addr.remote;
+        Ok(s)
     }
 
     fn h(&self) -> HANDLE {
@@ -651,6 +667,25 @@ impl Stream {
         self.write_once(&tx.ov, &buf[..n], wait)
     }
 
+    /// Byte mode: small buffers are joined into one `WriteFile` (so a frame's
+    /// size and payload travel together), large ones go one at a time
+    /// (`Write` semantics). Message mode: the buffers as one message.
+    pub(crate) fn write_vectored(
+        &self,
+        bufs: &[std::io::IoSlice<'_>],
+        wait: Wait,
+    ) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.mode == PipeMode::Message || (bufs.len() > 1 && total <= GROW_MIN) {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            return self.write(&joined, wait);
+        }
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(b) => self.write(b, wait),
+            None => Ok(0),
+        }
+    }
+
     /// Writes complete within the calls that start them, so there is nothing
     /// left to push; this reports a sending side closed by a cut message.
     pub(crate) fn flush(&self, _wait: Wait) -> io::Result<()> {
@@ -666,6 +701,28 @@ impl Stream {
             cvt(unsafe { DisconnectNamedPipe(self.h()) })?;
         }
         Ok(())
+    }
+
+    /// The pipe's type (`GetNamedPipeInfo`), which decides how writes travel
+    /// whatever this end's read mode.
+    pub(crate) fn pipe_type(&self) -> io::Result<PipeMode> {
+        let mut flags = 0u32;
+        // SAFETY: our pipe handle; flags is a valid out-pointer, the other
+        // outputs are optional and not asked for.
+        cvt(unsafe {
+            GetNamedPipeInfo(
+                self.h(),
+                &mut flags,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(if flags & PIPE_TYPE_MESSAGE != 0 {
+            PipeMode::Message
+        } else {
+            PipeMode::Byte
+        })
     }
 
     pub(crate) fn peer_pid(&self) -> io::Result<u32> {
@@ -686,6 +743,13 @@ impl Stream {
             if let Ok(sid) = self.client_user_by_impersonation() {
                 return Ok(UserRepr(sid));
             }
+        } else if self.remote {
+            // Its pid is another machine's: a local process of that number is
+            // someone else.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the pipe is served on another machine, whose users cannot be read here",
+            ));
         }
         let pid = self.peer_pid()?;
         // SAFETY: plain OpenProcess; the handle is owned below.
@@ -707,7 +771,18 @@ impl Stream {
         // SAFETY: reading the impersonation token of this thread.
         let r = cvt(unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut token) });
         // SAFETY: ends the impersonation started above; must run on every path.
-        unsafe { RevertToSelf() };
+        if unsafe { RevertToSelf() } == 0 {
+            // The thread would go on with the client's identity. Microsoft's
+            // advice when RevertToSelf fails is to end the process: nothing
+            // this thread does afterwards could be trusted.
+            let e = io::Error::last_os_error();
+            eprintln!(
+                "named-ipc: RevertToSelf failed ({e}) after reading the user of a client of \
+                 {}; stopping the process rather than run on as that client",
+                self.label
+            );
+            std::process::abort();
+        }
         r?;
         let token = owned(token, std::ptr::null_mut())?;
         token_user_sid(raw(&token))

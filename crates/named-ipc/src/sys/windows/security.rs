@@ -5,10 +5,11 @@ use std::os::windows::io::OwnedHandle;
 
 use windows_sys::Win32::Foundation::{LocalFree, HANDLE, HLOCAL};
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
+    ConvertStringSidToSidW, SDDL_REVISION_1,
 };
 use windows_sys::Win32::Security::{
-    GetTokenInformation, TokenUser, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
+    GetTokenInformation, TokenUser, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY,
     TOKEN_USER,
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
@@ -89,8 +90,15 @@ pub(crate) fn token_user_sid(token: HANDLE) -> io::Result<String> {
     cvt(unsafe { GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), len, &mut len) })?;
     // SAFETY: the OS filled buf with a TOKEN_USER.
     let sid = unsafe { (*(buf.as_ptr() as *const TOKEN_USER)).User.Sid };
+    // sid points into buf, which lives until we return.
+    sid_string(sid)
+}
+
+/// A SID's string form.
+fn sid_string(sid: PSID) -> io::Result<String> {
     let mut s: *mut u16 = std::ptr::null_mut();
-    // SAFETY: sid points into buf, which is alive; s receives a LocalAlloc'd string.
+    // SAFETY: the caller's sid is valid for this call; s receives a
+    // LocalAlloc'd string.
     cvt(unsafe { ConvertSidToStringSidW(sid, &mut s) })?;
     // SAFETY: s is NUL-terminated UTF-16 from the OS.
     let text = unsafe {
@@ -103,6 +111,23 @@ pub(crate) fn token_user_sid(token: HANDLE) -> io::Result<String> {
     // SAFETY: s came from ConvertSidToStringSidW.
     unsafe { LocalFree(s as HLOCAL) };
     Ok(text)
+}
+
+/// `text` parsed as a SID and written back the way Windows writes SIDs.
+pub(crate) fn normalize_sid(text: &str) -> io::Result<String> {
+    let w = wide(text);
+    let mut sid: PSID = std::ptr::null_mut();
+    // SAFETY: w is NUL-terminated; sid receives a LocalAlloc'd SID freed below.
+    if unsafe { ConvertStringSidToSidW(w.as_ptr(), &mut sid) } == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "expected a SID, such as S-1-5-21-…",
+        ));
+    }
+    let r = sid_string(sid);
+    // SAFETY: sid came from ConvertStringSidToSidW.
+    unsafe { LocalFree(sid as HLOCAL) };
+    r
 }
 
 /// The SID of the user this process runs as.

@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 use std::fs::File;
 use std::io;
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use std::ptr::NonNull;
 
 use windows_sys::Win32::Foundation::{
@@ -14,12 +14,13 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, FlushViewOfFile, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile,
     VirtualQuery, FILE_MAP_COPY, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION,
-    MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY,
+    MEMORY_MAPPED_VIEW_ADDRESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY, SEC_FILE, SEC_IMAGE,
+    SEC_RESERVE,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::security::SecurityDescriptor;
-use super::{owned, raw, wide};
+use super::{object_type, owned, raw, wide};
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::{self, LOCAL_PREFIX};
 use crate::shm::Protection;
@@ -134,8 +135,8 @@ fn view_access(access: Protection) -> u32 {
     }
 }
 
-/// The section's exact size (NtQuerySection), or the view's page-rounded size.
-fn section_size(section: HANDLE, view: *mut c_void) -> io::Result<u64> {
+/// `SectionBasicInformation` (NtQuerySection); needs `SECTION_QUERY`.
+fn query_section(section: HANDLE) -> Option<SectionBasicInformation> {
     let mut info = SectionBasicInformation {
         base_address: std::ptr::null_mut(),
         allocation_attributes: 0,
@@ -151,7 +152,12 @@ fn section_size(section: HANDLE, view: *mut c_void) -> io::Result<u64> {
             std::ptr::null_mut(),
         )
     };
-    if status >= 0 && info.maximum_size > 0 {
+    (status >= 0).then_some(info)
+}
+
+/// The section's exact size (NtQuerySection), or the view's page-rounded size.
+fn section_size(section: HANDLE, view: *mut c_void) -> io::Result<u64> {
+    if let Some(info) = query_section(section).filter(|i| i.maximum_size > 0) {
         return Ok(info.maximum_size as u64);
     }
     // SAFETY: all-zero is a valid MEMORY_BASIC_INFORMATION.
@@ -314,24 +320,96 @@ impl Mapping {
         Ok(format!("handle:{h}"))
     }
 
+    /// Maps the section a parent described with `child_token`. The token's
+    /// handle stays the caller's: it is only duplicated, never adopted, so
+    /// neither a failure here nor dropping the mapping closes it.
     pub(crate) fn from_token(token: &str, access: Protection) -> io::Result<Mapping> {
-        let value = usize::try_from(crate::sys::parse_token(token, "handle")?)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "handle out of range"))?;
-        if value == 0 {
+        let value = crate::sys::parse_token(token, "handle")?;
+        // Real handle values are small positive numbers; NULL and the
+        // pseudo-handles (-1 this process, -2 this thread, ...) are not sections.
+        if value == 0 || value > 0x7fff_ffff {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "handle 0 is not a segment",
+                format!("{value} in token {token:?} is not a handle value"),
             ));
         }
-        // SAFETY: the parent gave us this inherited handle for our exclusive use;
-        // MapViewOfFile below fails cleanly if it is not a section.
-        let section = unsafe { OwnedHandle::from_raw_handle(value as *mut c_void) };
+        let mut dup: HANDLE = std::ptr::null_mut();
+        // SAFETY: DuplicateHandle reads our handle table entry for `value`
+        // (failing if it is not open) and makes a new, not inheritable handle
+        // that `owned` takes below; the original is left alone.
+        let ok = unsafe {
+            DuplicateHandle(
+                GetCurrentProcess(),
+                value as usize as HANDLE,
+                GetCurrentProcess(),
+                &mut dup,
+                0,
+                0,
+                DUPLICATE_SAME_ACCESS,
+            )
+        };
+        if ok == 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("handle {value} from token {token:?} is not open in this process ({e})"),
+            ));
+        }
+        let section = owned(dup, std::ptr::null_mut())?;
+        let ty = object_type(raw(&section))?;
+        if ty != "Section" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "handle {value} from token {token:?} is not a shared-memory section \
+                     (it is an object of type {ty})"
+                ),
+            ));
+        }
         map_view(section, access, None)
     }
 
-    /// Maps a whole section we were given (the channel handshake).
-    pub(crate) fn from_section(section: OwnedHandle) -> io::Result<Mapping> {
-        map_view(section, Protection::ReadWrite, None)
+    /// Maps the first `len` bytes of a section another process named (the
+    /// channel handshake), read-write. The section must be plain committed
+    /// memory of at least `len` bytes: not reserve-only (touching it would
+    /// fault), not backed by a file or an image (an I/O error would fault), so
+    /// that every access to the view is safe whatever the other process does.
+    /// `section` needs `SECTION_QUERY` besides the map rights.
+    pub(crate) fn from_section(section: OwnedHandle, len: u64) -> io::Result<Mapping> {
+        let info = query_section(raw(&section)).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "cannot query the section (NtQuerySection)",
+            )
+        })?;
+        let refused = SEC_RESERVE | SEC_FILE | SEC_IMAGE;
+        if info.allocation_attributes & refused != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the section is not plain committed memory (attributes {:#x})",
+                    info.allocation_attributes
+                ),
+            ));
+        }
+        if info.maximum_size < 0 || (info.maximum_size as u64) < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the section has {} bytes, not {len}", info.maximum_size),
+            ));
+        }
+        let n = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "section too large"))?;
+        // SAFETY: a fresh view of the first n bytes of a section handle we own.
+        let view =
+            unsafe { MapViewOfFile(raw(&section), view_access(Protection::ReadWrite), 0, 0, n) };
+        let ptr = NonNull::new(view.Value.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapping {
+            ptr,
+            len: n,
+            section,
+            child: None,
+        })
     }
 
     /// The section handle.

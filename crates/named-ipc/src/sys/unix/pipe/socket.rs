@@ -3,7 +3,7 @@
 //! [`Wait`] policy.
 
 use std::io::{self, IoSlice};
-use std::mem::{self, MaybeUninit};
+use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -189,18 +189,6 @@ fn dontwait_recv(dontwait: bool) -> rustix::net::RecvFlags {
 
 /// Receives into `buf`, waiting per `wait`.
 pub(super) fn recv_raw(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
-    with_wait(fd, PollFlags::IN, wait, |dontwait| {
-        Ok(rustix::net::recv(fd, &mut *buf, dontwait_recv(dontwait))?.1)
-    })
-}
-
-/// Receives into memory that may be uninitialised, waiting per `wait`; the
-/// first `n` bytes of `buf` are initialised when this returns `Ok(n)`.
-pub(super) fn recv_uninit(
-    fd: BorrowedFd<'_>,
-    buf: &mut [MaybeUninit<u8>],
-    wait: Wait,
-) -> io::Result<usize> {
     with_wait(fd, PollFlags::IN, wait, |dontwait| {
         Ok(rustix::net::recv(fd, &mut *buf, dontwait_recv(dontwait))?.1)
     })

@@ -4,7 +4,7 @@
 //! Message mode sends each message as a u32 little-endian length and the payload
 //! (see [`framing`](crate::pipe::framing)).
 
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
@@ -13,97 +13,96 @@ use rustix::io::Errno;
 use rustix::net::Shutdown;
 
 use super::socket::{
-    poll_fd, recv_exact, recv_iov, recv_raw, recv_uninit, send_raw, set_nonblocking, sockaddr,
-    unix_socket, Addr,
+    poll_fd, recv_exact, recv_iov, recv_raw, send_raw, set_nonblocking, sockaddr, unix_socket, Addr,
 };
 use super::{ancillary, credentials};
 use crate::pipe::framing::{encode_header, Received, HEADER_LEN};
-use crate::pipe::legacy_reader::{FrameReader, Source};
 use crate::pipe::{Access, ConnectOptions, PipeMode};
+use crate::proto::frame::{Decoder, Source, Targets};
+use crate::proto::send::{Outgoing, SendState, Sink};
 use crate::sys::unix::UserRepr;
 use crate::sys::{Backoff, Wait};
 
 /// Frames up to this size (header included) are copied into one buffer and
-/// sent with a single `send`.
+/// sent with a single `send`; larger ones go as header + payload without
+/// copying (`sendmsg`).
 const SMALL_FRAME: usize = 1024;
 
-fn is_wait_expired(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// One connected end.
+/// One connected end. The framing state machines (receive: [`Decoder`];
+/// send: [`SendState`]) are the shared sans-I/O core; this file only moves
+/// bytes for them.
 pub(crate) struct Stream {
     fd: OwnedFd,
     mode: PipeMode,
-    rx: Mutex<FrameReader>,
-    tx: Mutex<Tx>,
+    rx: Mutex<Decoder>,
+    tx: Mutex<SendState>,
 }
 
-/// The unsent tail of a message that the socket accepted only in part.
-#[derive(Default)]
-struct Tx {
-    pending: Vec<u8>,
-    off: usize,
-}
-
-struct FdReader<'a> {
+/// The socket as a frame [`Source`]: one scatter read puts the missing
+/// header bytes, then the payload straight into the caller's buffer, then
+/// whatever follows into the read-ahead buffer.
+struct FdSource<'a> {
     fd: BorrowedFd<'a>,
     wait: Wait,
 }
 
-impl Read for FdReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+fn iovec(p: *mut u8, len: usize) -> libc::iovec {
+    libc::iovec {
+        iov_base: p.cast(),
+        iov_len: len,
+    }
+}
+
+impl Source for FdSource<'_> {
+    fn read_targets(&mut self, t: &mut Targets<'_>) -> io::Result<usize> {
+        let head = t.head.len();
+        let spare = t.direct.spare_capacity_mut();
+        let direct = spare.len().min(t.direct_max);
+        let mut iov = [
+            iovec(t.head.as_mut_ptr(), head),
+            iovec(spare.as_mut_ptr().cast(), direct),
+            iovec(t.ahead.as_mut_ptr(), t.ahead.len()),
+        ];
+        // SAFETY: the iovecs describe `t.head`, the first `direct` bytes of
+        // `t.direct`'s spare capacity and `t.ahead`, all writable and borrowed
+        // for this call.
+        let n = unsafe { recv_iov(self.fd, &mut iov, self.wait) }?;
+        let got = n.saturating_sub(head).min(direct);
+        // SAFETY: the kernel filled the iovecs in order, so `got` bytes of the
+        // spare capacity right after the initialised part are initialised.
+        unsafe { t.direct.set_len(t.direct.len() + got) };
+        Ok(n)
+    }
+
+    fn read_slice(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         recv_raw(self.fd, buf, self.wait)
     }
 }
 
-/// The iovec of `out`'s spare capacity, at most `max` bytes.
-fn spare_iovec(out: &mut Vec<u8>, max: usize) -> libc::iovec {
-    let spare = out.spare_capacity_mut();
-    libc::iovec {
-        iov_base: spare.as_mut_ptr().cast(),
-        iov_len: spare.len().min(max),
-    }
+/// The socket as a frame [`Sink`]: small frames as one contiguous `send`,
+/// large ones gathered (`sendmsg`) without copying the payload.
+struct FdSink<'a> {
+    fd: BorrowedFd<'a>,
 }
 
-impl Source for FdReader<'_> {
-    /// One `recv` straight into the spare capacity: no zeroing, no copy, and
-    /// the whole remainder asked for at once.
-    fn read_append(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        out.reserve(max);
-        let spare = out.spare_capacity_mut();
-        let len = spare.len().min(max);
-        let n = recv_uninit(self.fd, &mut spare[..len], self.wait)?;
-        // SAFETY: recv initialised the first n (<= len) bytes of the spare
-        // capacity, which set_len now exposes.
-        unsafe { out.set_len(out.len() + n) };
-        Ok(n)
+impl Sink for FdSink<'_> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+        let [a, b] = out.rest();
+        if a.len() + b.len() <= SMALL_FRAME {
+            let mut small = [0u8; SMALL_FRAME];
+            small[..a.len()].copy_from_slice(a);
+            small[a.len()..a.len() + b.len()].copy_from_slice(b);
+            let one = [IoSlice::new(&small[..a.len() + b.len()])];
+            return send_raw(self.fd, &one, wait);
+        }
+        let bufs = [IoSlice::new(a), IoSlice::new(b)];
+        send_raw(self.fd, if a.is_empty() { &bufs[1..] } else { &bufs }, wait)
     }
 
-    fn read_head_and_append(
-        &mut self,
-        head: &mut [u8; HEADER_LEN],
-        out: &mut Vec<u8>,
-    ) -> Option<io::Result<usize>> {
-        let mut iov = [
-            libc::iovec {
-                iov_base: head.as_mut_ptr().cast(),
-                iov_len: HEADER_LEN,
-            },
-            // Bounded, so that read-ahead of later messages stays small.
-            spare_iovec(out, 64 * 1024),
-        ];
-        // SAFETY: both iovecs describe writable memory borrowed for this call.
-        let r = unsafe { recv_iov(self.fd, &mut iov, self.wait) };
-        if let Ok(n) = r {
-            let payload = n.saturating_sub(HEADER_LEN);
-            // SAFETY: recvmsg initialised `payload` bytes of the spare capacity.
-            unsafe { out.set_len(out.len() + payload) };
-        }
-        Some(r)
+    fn abort(&mut self) {
+        // The peer reads the end of the stream inside the frame: an error
+        // there, never the cut frame as a whole message.
+        let _ = rustix::net::shutdown(self.fd, Shutdown::Write);
     }
 }
 
@@ -116,8 +115,8 @@ impl Stream {
         Stream {
             fd,
             mode,
-            rx: Mutex::new(FrameReader::new(max_message, label)),
-            tx: Mutex::new(Tx::default()),
+            rx: Mutex::new(Decoder::new(label.clone(), max_message)),
+            tx: Mutex::new(SendState::new(label)),
         }
     }
 
@@ -189,62 +188,21 @@ impl Stream {
         self.fd.as_fd()
     }
 
-    /// Sends whatever an earlier partial send left behind.
-    fn drain(&self, tx: &mut Tx, wait: Wait) -> io::Result<()> {
-        while tx.off < tx.pending.len() {
-            let n = send_raw(self.raw(), &[IoSlice::new(&tx.pending[tx.off..])], wait)?;
-            tx.off += n;
-        }
-        tx.pending.clear();
-        tx.off = 0;
-        Ok(())
-    }
-
+    /// Sends `msg` as one frame: all of it, or nothing if the wait runs out
+    /// before its first byte; a frame stuck part-way gets the grace period,
+    /// then closes the sending side (see [`crate::proto::send`]).
     pub(crate) fn send_msg(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
-        let header = encode_header(msg.len())?;
-        // Small frames go out as one contiguous buffer (one plain `send`); large
-        // ones as header + payload without copying (`sendmsg`).
-        let mut small = [0u8; SMALL_FRAME];
-        let (a, b): (&[u8], &[u8]) = if msg.len() <= SMALL_FRAME - HEADER_LEN {
-            small[..HEADER_LEN].copy_from_slice(&header);
-            small[HEADER_LEN..HEADER_LEN + msg.len()].copy_from_slice(msg);
-            (&small[..HEADER_LEN + msg.len()], &[])
-        } else {
-            (&header, msg)
-        };
-        let mut tx = lock(&self.tx);
-        self.drain(&mut tx, wait)?;
-        let total = a.len() + b.len();
-        let mut sent = 0usize;
-        while sent < total {
-            let (x, y) = if sent < a.len() {
-                (&a[sent..], b)
-            } else {
-                (&b[sent - a.len()..], &[][..])
-            };
-            let bufs = [IoSlice::new(x), IoSlice::new(y)];
-            let n = if y.is_empty() { 1 } else { 2 };
-            match send_raw(self.raw(), &bufs[..n], wait) {
-                Ok(k) => sent += k,
-                Err(e) if is_wait_expired(&e) && sent > 0 => {
-                    // Part of the frame is on the wire: the message is accepted and
-                    // its tail goes out with the next send or flush.
-                    tx.pending.extend_from_slice(x);
-                    tx.pending.extend_from_slice(y);
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        let mut out = Outgoing::framed(msg)?;
+        let mut sink = FdSink { fd: self.raw() };
+        lock(&self.tx).send(&mut sink, &mut out, wait)
     }
 
     pub(crate) fn recv_msg(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
-        let mut r = FdReader {
+        let mut src = FdSource {
             fd: self.raw(),
             wait,
         };
-        lock(&self.rx).recv_into(&mut r, out)
+        lock(&self.rx).recv_into(&mut src, out)
     }
 
     pub(crate) fn recv_msg_slice(
@@ -252,22 +210,37 @@ impl Stream {
         out: &mut [u8],
         wait: Wait,
     ) -> io::Result<Option<Received>> {
-        let mut r = FdReader {
+        let mut src = FdSource {
             fd: self.raw(),
             wait,
         };
-        lock(&self.rx).recv_slice(&mut r, out, true)
+        lock(&self.rx).recv_slice(&mut src, out, true)
     }
 
     pub(crate) fn read(&self, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
         match self.mode {
             PipeMode::Byte => recv_raw(self.raw(), buf, wait),
             PipeMode::Message => {
-                let mut r = FdReader {
+                let mut src = FdSource {
                     fd: self.raw(),
                     wait,
                 };
-                lock(&self.rx).read_payload(&mut r, buf)
+                lock(&self.rx).read_payload(&mut src, buf)
+            }
+        }
+    }
+
+    /// Byte mode: as much as the socket takes now (`Write` semantics).
+    /// Message mode: one message, all of it.
+    pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
+        match self.mode {
+            PipeMode::Byte => {
+                lock(&self.tx).check()?;
+                send_raw(self.raw(), bufs, wait)
+            }
+            PipeMode::Message => {
+                let msg: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+                self.send_msg(&msg, wait).map(|()| msg.len())
             }
         }
     }
@@ -275,17 +248,18 @@ impl Stream {
     pub(crate) fn write(&self, buf: &[u8], wait: Wait) -> io::Result<usize> {
         match self.mode {
             PipeMode::Byte => {
-                let mut tx = lock(&self.tx);
-                self.drain(&mut tx, wait)?;
+                lock(&self.tx).check()?;
                 send_raw(self.raw(), &[IoSlice::new(buf)], wait)
             }
             PipeMode::Message => self.send_msg(buf, wait).map(|()| buf.len()),
         }
     }
 
-    pub(crate) fn flush(&self, wait: Wait) -> io::Result<()> {
-        let mut tx = lock(&self.tx);
-        self.drain(&mut tx, wait)
+    /// Every send hands its whole frame to the kernel before it returns, so
+    /// there is nothing of ours to flush; this reports a sending side closed
+    /// by a frame stuck part-way.
+    pub(crate) fn flush(&self, _wait: Wait) -> io::Result<()> {
+        lock(&self.tx).check()
     }
 
     /// Sends `msg` as one framed message with `fd` attached (`SCM_RIGHTS`).
@@ -307,7 +281,7 @@ impl Stream {
     /// Must be the first read on the stream (nothing buffered yet).
     pub(crate) fn recv_msg_with_fd(&self, wait: Wait) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
         let rx = lock(&self.rx);
-        if !rx.is_fresh() {
+        if !rx.is_idle() {
             return Err(io::Error::other(
                 "a descriptor must come with the first message",
             ));
@@ -346,6 +320,11 @@ impl Stream {
     pub(crate) fn disconnect(&self) -> io::Result<()> {
         self.flush(Wait::Block)?;
         Ok(rustix::net::shutdown(&self.fd, Shutdown::Both)?)
+    }
+
+    /// A stream socket carries bytes; message mode is framing on top.
+    pub(crate) fn pipe_type(&self) -> io::Result<PipeMode> {
+        Ok(PipeMode::Byte)
     }
 
     pub(crate) fn peer_pid(&self) -> io::Result<u32> {
