@@ -407,6 +407,8 @@ impl Decoder {
 
     /// `Read` over message payloads: boundaries dropped, empty messages
     /// skipped; 0 only at the end of the stream (or for an empty `out`).
+    /// (Windows pipes read native messages instead.)
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fn read_payload<S: Source + ?Sized>(
         &mut self,
         src: &mut S,

@@ -328,6 +328,8 @@ pub(crate) struct Stream {
     /// A client of a pipe on another machine.
     remote: bool,
     mode: PipeMode,
+    /// What the stream is, for messages: `pipe "jobs"`.
+    label: std::sync::Arc<str>,
     rx: Mutex<Rx>,
     tx: Mutex<Tx>,
 }
@@ -347,6 +349,7 @@ impl Stream {
             server,
             remote: false,
             mode,
+            label: label.clone(),
             rx: Mutex::new(Rx {
                 ov: rx_ov,
                 st: RecvState::new(label.clone(), max_message),
