@@ -25,6 +25,10 @@
 
 #[cfg(not(loom))]
 pub mod channel;
+// loom is a dev-dependency (kept out of users' dependency graphs), so a
+// `--cfg loom` build exists only as the library's unit tests.
+#[cfg(all(loom, not(test)))]
+compile_error!("`--cfg loom` builds only the library's unit tests: run ci/loom.sh");
 /// Under `--cfg loom` only the ring protocol is built, for model checking
 /// (`ci/loom.sh`).
 #[cfg(loom)]
