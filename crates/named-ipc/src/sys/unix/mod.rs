@@ -1,6 +1,8 @@
 //! Unix backend: pipes are `SOCK_STREAM` Unix domain sockets.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "bench-support")]
+pub(crate) mod affinity;
 #[cfg(not(loom))]
 pub(crate) mod channel;
 pub(crate) mod futex;
