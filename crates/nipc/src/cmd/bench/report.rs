@@ -309,13 +309,11 @@ fn fmt_spread(r: &Row) -> String {
 /// The table on stdout.
 pub(super) fn print_table(rows: &[Row]) -> Result<()> {
     let line = |c: [&str; 9]| {
-        out::line(
-            &format!(
-                "{:<10} {:<12} {:>8} {:>10} {:>10} {:>13} {:>12}  {:<20}  {}",
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
-            )
-            .trim_end(),
-        )
+        let text = format!(
+            "{:<10} {:<12} {:>8} {:>10} {:>10} {:>13} {:>12}  {:<20}  {}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+        );
+        out::line(text.trim_end())
     };
     line([
         "test",
