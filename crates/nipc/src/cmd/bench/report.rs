@@ -99,7 +99,7 @@ fn ratio(m: &Measurement, base: &Measurement) -> Option<f64> {
 }
 
 /// The median (the mean of the middle two for an even count); `None` if empty.
-pub(super) fn median(mut v: Vec<f64>) -> Option<f64> {
+fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
