@@ -25,6 +25,10 @@
 
 #[cfg(not(loom))]
 pub mod channel;
+// loom is a dev-dependency (kept out of users' dependency graphs), so a
+// `--cfg loom` build exists only as the library's unit tests.
+#[cfg(all(loom, not(test)))]
+compile_error!("`--cfg loom` builds only the library's unit tests: run ci/loom.sh");
 /// Under `--cfg loom` only the ring protocol is built, for model checking
 /// (`ci/loom.sh`).
 #[cfg(loom)]
@@ -68,6 +72,22 @@ pub mod bench_support {
     /// Wakes every sleeper on `word`.
     pub fn futex_wake(word: &AtomicU32) {
         crate::sys::bench_wake(word)
+    }
+
+    /// The CPUs the calling thread may run on (Windows: this process), in
+    /// increasing order; `None` where the OS has no affinity API (macOS, the
+    /// BSDs).
+    pub fn allowed_cpus() -> std::io::Result<Option<Vec<usize>>> {
+        crate::sys::affinity::allowed_cpus()
+    }
+
+    /// Restricts the calling thread (Windows: this whole process) and the
+    /// threads and processes it starts afterwards to `cpus`:
+    /// `sched_setaffinity` on Linux and Android, `SetProcessAffinityMask` and
+    /// `SetThreadAffinityMask` on Windows. Returns `Ok(false)` and does nothing
+    /// where the OS has no affinity API (macOS, the BSDs).
+    pub fn set_affinity(cpus: &[usize]) -> std::io::Result<bool> {
+        crate::sys::affinity::set_affinity(cpus)
     }
 }
 pub use security::Security;

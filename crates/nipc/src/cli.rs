@@ -259,13 +259,26 @@ pub struct BenchArgs {
     /// Also write an SVG chart of round-trip medians to FILE.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
-    /// Seconds per measurement.
+    /// Seconds per measurement (each transport, size and repetition).
     #[arg(long, value_name = "SECS", default_value_t = 0.5)]
     pub duration: f64,
+    /// Repetitions: each measures every transport once, round-robin; rows show
+    /// the median and min–max over them, ratios are taken within each.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// Pin this process to CPU A and the second process to CPU B, or `none`
+    /// (default: the first two CPUs this process may use, if there are two;
+    /// Linux and Windows only).
+    #[arg(long, value_name = "A,B|none")]
+    pub pin: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchPeerArgs {
+    /// Pin this process to this CPU first.
+    #[arg(long, value_name = "CPU")]
+    pub pin: Option<usize>,
     /// What to do.
     pub role: String,
     /// The object to attach to (name, token or path).

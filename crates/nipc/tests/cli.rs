@@ -361,6 +361,18 @@ fn shm_ls_shows_owner_and_size() {
     }
 }
 
+/// The transports `nipc bench` may report.
+const BENCH_TRANSPORTS: [&str; 8] = [
+    "shm-spin",
+    "shm-blocking",
+    "pipe",
+    "raw-spin",
+    "raw-futex",
+    "raw-uds",
+    "raw-ring",
+    "memcpy",
+];
+
 #[test]
 fn bench_json_lines_follow_the_documented_shape() {
     let svg = std::env::temp_dir().join(format!("{}.svg", unique("bench")));
@@ -371,73 +383,186 @@ fn bench_json_lines_follow_the_documented_shape() {
         "64",
         "--duration",
         "0.05",
+        "--repeat",
+        "2",
         "--json",
         "--plot",
         svg.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let allowed = [
-        "shm-spin",
-        "shm-blocking",
-        "pipe",
-        "raw-spin",
-        "raw-futex",
-        "raw-uds",
-        "raw-ring",
-        "memcpy",
-    ];
+    // Pinning and the placement probes go to stderr: stdout is JSON only.
+    assert!(err.contains("placement probe"), "{err}");
     let mut seen = Vec::new();
     for line in &out {
-        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
-        let field = |k: &str| -> String {
-            let at = line
-                .find(&format!("\"{k}\": "))
-                .unwrap_or_else(|| panic!("no {k} in {line}"));
-            let rest = &line[at + k.len() + 4..];
-            rest[..rest.find([',', '}']).unwrap()]
-                .trim()
-                .trim_matches('"')
-                .to_owned()
-        };
-        let test = field("test");
-        let transport = field("transport");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {line}"));
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "bytes_per_s",
+                "median_ns",
+                "msgs_per_s",
+                "p99_ns",
+                "ratio",
+                "ratio_max",
+                "ratio_min",
+                "repeat",
+                "size",
+                "test",
+                "transport"
+            ],
+            "{line}"
+        );
+        // The documented text form: `"key": value`, numbers with one decimal.
+        assert!(line.starts_with("{\"test\": \""), "{line}");
+        assert!(line.contains(", \"size\": 64, "), "{line}");
+        let test = obj["test"].as_str().unwrap();
+        let transport = obj["transport"].as_str().unwrap();
         assert!(test == "rtt" || test == "throughput", "{line}");
-        assert!(allowed.contains(&transport.as_str()), "{line}");
-        assert_eq!(field("size"), "64");
-        let num = |k: &str| field(k) == "null" || field(k).parse::<f64>().is_ok_and(|v| v > 0.0);
+        assert!(BENCH_TRANSPORTS.contains(&transport), "{line}");
+        assert_eq!(obj["size"].as_u64(), Some(64), "{line}");
+        assert_eq!(obj["repeat"].as_u64(), Some(2), "{line}");
+        let num = |k: &str| obj[k].as_f64();
         for k in ["median_ns", "p99_ns", "msgs_per_s", "bytes_per_s"] {
-            assert!(num(k), "{k} in {line}");
+            assert!(
+                obj[k].is_null() || num(k).is_some_and(|v| v > 0.0),
+                "{k} in {line}"
+            );
+            if let Some(x) = num(k) {
+                assert!(line.contains(&format!("\"{k}\": {x:.1}")), "{k} in {line}");
+            }
         }
         if test == "rtt" {
             assert!(
-                field("median_ns") != "null" && field("msgs_per_s") == "null",
+                num("median_ns").is_some() && num("p99_ns").is_some(),
+                "{line}"
+            );
+            assert!(
+                obj["msgs_per_s"].is_null() && obj["bytes_per_s"].is_null(),
                 "{line}"
             );
         } else {
             assert!(
-                field("median_ns") == "null" && field("bytes_per_s") != "null",
+                obj["median_ns"].is_null() && obj["p99_ns"].is_null(),
+                "{line}"
+            );
+            assert!(
+                num("msgs_per_s").is_some() && num("bytes_per_s").is_some(),
                 "{line}"
             );
         }
+        // A ratio exactly where a row has a baseline in this run.
+        let has_baseline = matches!(
+            (test, transport),
+            ("rtt" | "throughput", "shm-spin" | "shm-blocking")
+        ) || (test == "rtt" && transport == "pipe" && cfg!(unix));
+        for k in ["ratio", "ratio_min", "ratio_max"] {
+            assert_eq!(obj[k].is_null(), !has_baseline, "{k} in {line}");
+        }
+        if has_baseline {
+            let (r, lo, hi) = (
+                num("ratio").unwrap(),
+                num("ratio_min").unwrap(),
+                num("ratio_max").unwrap(),
+            );
+            assert!(0.0 < lo && lo <= r && r <= hi, "{line}");
+        }
         seen.push(format!("{test}/{transport}"));
     }
-    for want in [
+    let mut want = vec![
         "rtt/shm-spin",
         "rtt/shm-blocking",
         "rtt/pipe",
         "rtt/raw-spin",
         "rtt/raw-futex",
         "throughput/shm-spin",
+        "throughput/shm-blocking",
         "throughput/raw-ring",
         "throughput/memcpy",
-    ] {
-        assert!(seen.iter().any(|s| s == want), "missing {want} in {seen:?}");
+    ];
+    if cfg!(unix) {
+        want.push("rtt/raw-uds");
     }
-    assert_eq!(seen.iter().any(|s| s == "rtt/raw-uds"), cfg!(unix));
+    seen.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(seen, want, "one line per row");
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(
         chart.starts_with("<svg") && chart.contains("shm-spin"),
         "{chart}"
     );
     let _ = std::fs::remove_file(&svg);
+}
+
+#[test]
+fn bench_table_says_pinning_probes_and_spread() {
+    let (code, out, err) = run(&[
+        "bench",
+        "shm",
+        "--sizes",
+        "0,64",
+        "--duration",
+        "0.02",
+        "--repeat",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = out.join("\n");
+    let at = |prefix: &str| {
+        out.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{text}"))
+    };
+    let header = at("test ");
+    assert!(at("repetitions: 3") < header, "{text}");
+    let pinned = &out[at("pinned: ")];
+    assert!(
+        pinned.starts_with("pinned: this process on CPU ") || pinned.starts_with("pinned: no ("),
+        "{pinned}"
+    );
+    // The probe is measured (and printed) before the rows and after them.
+    assert!(at("placement probe at start: ") < header, "{text}");
+    assert!(at("placement probe at end: ") > header, "{text}");
+    for col in ["median", "min–max", "vs baseline"] {
+        assert!(out[header].contains(col), "{col} in {}", out[header]);
+    }
+    let rows: Vec<&String> = out[header + 1..]
+        .iter()
+        .filter(|l| l.starts_with("rtt ") || l.starts_with("throughput "))
+        .collect();
+    // 2 sizes × (4 round-trip + 4 throughput transports), each once.
+    assert_eq!(rows.len(), 16, "{text}");
+    let spin = rows
+        .iter()
+        .find(|l| l.starts_with("rtt ") && l.contains(" shm-spin ") && l.contains(" 64 "))
+        .unwrap_or_else(|| panic!("no rtt shm-spin 64 row in:\n{text}"));
+    // "1.23x raw-spin (1.10–1.40)": the median ratio and its range.
+    assert!(
+        spin.contains("x raw-spin (") && spin.ends_with(')'),
+        "{spin}"
+    );
+}
+
+#[test]
+fn bench_rejects_bad_repeat_and_pin() {
+    for args in [
+        &["bench", "--repeat", "0"][..],
+        &["bench", "--pin", "0"],
+        &["bench", "--pin", "0,x"],
+        &["bench", "--pin", "0,1,2"],
+        &["bench", "--pin", "100000,0"],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(
+            err.contains("--repeat") || err.contains("--pin"),
+            "{args:?}: {err}"
+        );
+    }
 }

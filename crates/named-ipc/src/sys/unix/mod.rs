@@ -5,6 +5,8 @@
 //! (`sync`), macOS `__ulock` (`futex`), and in `pipe` the calls rustix has no
 //! safe form for; each says why.
 
+#[cfg(feature = "bench-support")]
+pub(crate) mod affinity;
 #[cfg(not(loom))]
 pub(crate) mod channel;
 #[allow(unsafe_code)]

@@ -1,6 +1,8 @@
 //! Windows backend: native named pipes, overlapped I/O, DACLs from SDDL.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "bench-support")]
+pub(crate) mod affinity;
 #[cfg(not(loom))]
 pub(crate) mod channel;
 pub(crate) mod pipe;

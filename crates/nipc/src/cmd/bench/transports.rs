@@ -1,0 +1,107 @@
+//! Our transports, measuring side: the shared-memory channel (`shm-spin`,
+//! `shm-blocking`) and the pipe (`pipe`). Their peers are in `peer.rs`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use named_ipc::channel::{ChannelOptions, ShmReceiver, ShmSender};
+use named_ipc::pipe::{ListenerOptions, PipeMode};
+
+use super::report::Measurement;
+use super::{sample, unique, Ctx, PeerProc};
+
+/// Ring size for `size`-byte messages: the same bytes as the raw ring baseline
+/// (up to 1024 slots, up to 8 MiB), and room for one message as one record.
+fn capacity_for(size: usize) -> usize {
+    let stride = size.div_ceil(64).max(1) * 64;
+    let one_record = size.saturating_mul(4) + 64;
+    (stride * 1024)
+        .min(8 << 20)
+        .max(one_record)
+        .next_power_of_two()
+        .clamp(256 << 10, 64 << 20)
+}
+
+/// A channel to a new `role` process (it connects; we accept), split.
+fn channel_to(
+    ctx: &Ctx,
+    role: &str,
+    spin: Duration,
+    size: usize,
+) -> Result<(PeerProc, ShmSender, ShmReceiver)> {
+    let name = unique(role);
+    let l = ChannelOptions::new()
+        .capacity(capacity_for(size))
+        .spin(spin)
+        .bind(&name)?;
+    let peer = PeerProc::spawn(ctx, role, &name, size, Some(&spin.as_nanos().to_string()))?;
+    let (tx, rx) = l.accept_timeout(Duration::from_secs(30))?.split();
+    Ok((peer, tx, rx))
+}
+
+/// Round trips of `size` bytes through the channel, waiters spinning for
+/// `spin` before they sleep.
+pub(super) fn rtt_channel(ctx: &Ctx, spin: Duration, size: usize) -> Result<Vec<u64>> {
+    let (peer, mut tx, mut rx) = channel_to(ctx, "chan-echo", spin, size)?;
+    let msg = vec![0x5a; size];
+    let mut buf = Vec::with_capacity(size);
+    let ns = sample(ctx.budget, || {
+        tx.send(&msg)?;
+        rx.recv_into(&mut buf)?.context("the echo process left")?;
+        Ok(())
+    })?;
+    drop((tx, rx));
+    peer.finish()?;
+    Ok(ns)
+}
+
+/// Round trips of `size` bytes through a message-mode pipe.
+pub(super) fn rtt_pipe(ctx: &Ctx, size: usize) -> Result<Vec<u64>> {
+    let name = unique("pipe");
+    let l = ListenerOptions::new()
+        .mode(PipeMode::Message)
+        .create(&name)?;
+    let peer = PeerProc::spawn(ctx, "pipe-echo", &name, size, None)?;
+    let c = l.accept_timeout(Duration::from_secs(30))?;
+    let msg = vec![0x5a; size];
+    let mut buf = Vec::with_capacity(size);
+    let ns = sample(ctx.budget, || {
+        c.send(&msg)?;
+        c.recv_into(&mut buf)?.context("the echo process left")?;
+        Ok(())
+    })?;
+    drop(c);
+    peer.finish()?;
+    Ok(ns)
+}
+
+/// One way through the channel to a sink that copies every message out and
+/// acknowledges the count at the end.
+pub(super) fn tput_channel(
+    ctx: &Ctx,
+    transport: &'static str,
+    spin: Duration,
+    size: usize,
+) -> Result<Measurement> {
+    let (peer, mut c, mut back) = channel_to(ctx, "chan-sink", spin, size)?;
+    let msg = vec![0x5a; size];
+    let end: Vec<u8> = if size == 0 { vec![0] } else { Vec::new() };
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < ctx.budget || n < 16 {
+        for _ in 0..16 {
+            c.send(&msg)?;
+        }
+        n += 16;
+    }
+    c.send(&end)?;
+    let ack = back.recv()?.context("the sink process left")?;
+    let took = start.elapsed();
+    let counted = u64::from_le_bytes(ack.get(..8).context("bad ack")?.try_into()?);
+    if counted != n {
+        bail!("the sink counted {counted} messages, {n} were sent");
+    }
+    drop((c, back));
+    peer.finish()?;
+    Ok(Measurement::throughput(transport, size, n, took))
+}
