@@ -1,310 +1,31 @@
-//! Native Windows named pipes, always opened for overlapped I/O so that reads,
-//! writes and accepts can time out, be nonblocking, and run concurrently from
-//! two threads on one handle.
+//! One connected end: native messages or bytes, with overlapped I/O that
+//! completes (or is cancelled and waited for) within each call.
 
 use std::io;
 use std::os::windows::io::OwnedHandle;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_PIPE_BUSY,
-    ERROR_PIPE_CONNECTED, ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE,
-    HANDLE, INVALID_HANDLE_VALUE,
+    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED,
+    ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
 };
-use windows_sys::Win32::Security::RevertToSelf;
-use windows_sys::Win32::Security::TOKEN_QUERY;
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, FindClose, FindFirstFileW, FindNextFileW, FlushFileBuffers, ReadFile, WriteFile,
-    FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, FILE_READ_ATTRIBUTES,
-    FILE_WRITE_ATTRIBUTES, OPEN_EXISTING, PIPE_ACCESS_DUPLEX, PIPE_ACCESS_INBOUND,
-    PIPE_ACCESS_OUTBOUND, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT, WIN32_FIND_DATAW,
+    CreateFileW, FlushFileBuffers, ReadFile, WriteFile, FILE_FLAG_OVERLAPPED, FILE_READ_ATTRIBUTES,
+    FILE_WRITE_ATTRIBUTES, OPEN_EXISTING, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
 };
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId,
-    GetNamedPipeInfo, GetNamedPipeServerProcessId, ImpersonateNamedPipeClient, PeekNamedPipe,
-    SetNamedPipeHandleState, WaitNamedPipeW, PIPE_ACCEPT_REMOTE_CLIENTS, PIPE_READMODE_BYTE,
-    PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_TYPE_MESSAGE,
-    PIPE_WAIT,
-};
-use windows_sys::Win32::System::Threading::{
-    GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
-    PROCESS_QUERY_LIMITED_INFORMATION,
+    DisconnectNamedPipe, GetNamedPipeInfo, PeekNamedPipe, SetNamedPipeHandleState, WaitNamedPipeW,
+    PIPE_READMODE_MESSAGE, PIPE_TYPE_MESSAGE,
 };
 
-use super::security::{token_user_sid, SecurityDescriptor};
-use super::{cvt, owned, raw, wide, Overlapped, Started, UserRepr};
-use crate::error::{Error, ErrorKind, Result};
-use crate::name::{self, PIPE_PREFIX};
+use super::super::{cvt, owned, raw, Overlapped};
 use crate::pipe::framing::Received;
-use crate::pipe::{Access, ConnectOptions, Direction, ListenerOptions, PipeEntry, PipeMode};
+use crate::pipe::{Access, ConnectOptions, PipeMode};
 use crate::proto::recv::RecvState;
 use crate::proto::send::{Outgoing, SendState, Sink};
-use crate::security::Security;
 use crate::sys::{Backoff, Wait};
 
-/// While a large message arrives, the receive buffer grows by at least this
-/// much (or its current length), never past what is left of the message.
-const GROW_MIN: usize = 64 * 1024;
-/// How long a client without a connect timeout waits for a busy pipe: the
-/// Windows default `nDefaultTimeOut`, and what Unix clients wait. Never the
-/// server's own `nDefaultTimeOut` (`NMPWAIT_USE_DEFAULT_WAIT`), which the
-/// server chooses.
-const BUSY_WAIT_MS: u32 = 50;
-
-/// The whole `\\.\pipe\NAME` string may be at most this many UTF-16 units.
-const MAX_NAME: usize = 256;
-
-/// Where a pipe lives: its full `\\.\pipe\NAME`.
-#[derive(Debug, Clone)]
-pub(crate) struct Addr {
-    full: String,
-    wide: Vec<u16>,
-    /// `\\server\pipe\NAME`: served on another machine.
-    remote: bool,
-}
-
-impl Addr {
-    pub(crate) fn display(&self) -> String {
-        self.full.clone()
-    }
-}
-
-pub(crate) fn resolve(name: &str) -> Result<Addr> {
-    let bare = name::pipe_base_name(name, "pipe")?;
-    let remote =
-        name.starts_with(r"\\") && name::strip_prefix_ignore_case(name, PIPE_PREFIX).is_none();
-    let full = if remote {
-        // \\server\pipe\NAME: a remote pipe, for clients that ask for one.
-        name.to_owned()
-    } else {
-        name::check_plain(name, bare, "pipe")?;
-        format!("{PIPE_PREFIX}{bare}")
-    };
-    let wide = wide(&full);
-    if wide.len() - 1 > MAX_NAME {
-        return Err(Error::new(
-            ErrorKind::InvalidName,
-            name,
-            format!(
-                "pipe name {name:?} is too long: {full} is {} UTF-16 units and Windows allows \
-                 {MAX_NAME}; use a shorter name",
-                wide.len() - 1
-            ),
-        ));
-    }
-    Ok(Addr { full, wide, remote })
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn code(e: &io::Error) -> Option<u32> {
-    e.raw_os_error().map(|c| c as u32)
-}
-
-// ------------------------------------------------------------------ listener --
-
-/// A pipe instance waiting for (or being connected to) a client.
-struct Instance {
-    handle: OwnedHandle,
-    ov: Overlapped,
-    /// A `ConnectNamedPipe` is in flight on `ov`.
-    connecting: bool,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(inst) = lock(&self.pending).take() {
-            if inst.connecting {
-                // The OVERLAPPED must outlive the operation.
-                let _ = inst.ov.cancel(raw(&inst.handle));
-            }
-        }
-    }
-}
-
-pub(crate) struct Listener {
-    addr: Addr,
-    open_mode: u32,
-    pipe_mode: u32,
-    max_instances: u32,
-    bufsizes: (u32, u32),
-    default_timeout_ms: u32,
-    sd: SecurityDescriptor,
-    mode: PipeMode,
-    max_message: u32,
-    label: String,
-    pending: Mutex<Option<Instance>>,
-}
-
-impl Listener {
-    pub(crate) fn bind(name: &str, addr: &Addr, opts: &ListenerOptions) -> Result<Listener> {
-        let what = format!("cannot create pipe {name:?} ({})", addr.full);
-        let sd = match &opts.sddl {
-            Some(s) => SecurityDescriptor::from_sddl(s).map_err(|e| {
-                Error::from_io(e, name, &what, "the SDDL security descriptor is invalid")
-            })?,
-            None => SecurityDescriptor::default_for(opts.security == Security::LocalUsers)
-                .map_err(|e| {
-                    Error::from_io(e, name, &what, "cannot build the security descriptor")
-                })?,
-        };
-        let access = match opts.direction {
-            Direction::Duplex => PIPE_ACCESS_DUPLEX,
-            Direction::Inbound => PIPE_ACCESS_INBOUND,
-            Direction::Outbound => PIPE_ACCESS_OUTBOUND,
-        };
-        let ty = match opts.mode {
-            PipeMode::Message => PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE,
-            PipeMode::Byte => PIPE_TYPE_BYTE | PIPE_READMODE_BYTE,
-        };
-        let remote = if opts.reject_remote_clients {
-            PIPE_REJECT_REMOTE_CLIENTS
-        } else {
-            PIPE_ACCEPT_REMOTE_CLIENTS
-        };
-        let l = Listener {
-            addr: addr.clone(),
-            open_mode: access | FILE_FLAG_OVERLAPPED,
-            pipe_mode: ty | PIPE_WAIT | remote,
-            max_instances: opts.max_instances,
-            bufsizes: opts.buffer_sizes.unwrap_or((65536, 65536)),
-            default_timeout_ms: opts
-                .default_timeout
-                .as_millis()
-                .clamp(1, u128::from(u32::MAX - 1)) as u32,
-            sd,
-            mode: opts.mode,
-            max_message: opts.max_message,
-            label: format!("pipe {name:?}"),
-            pending: Mutex::new(None),
-        };
-        let first = l.create_instance(true).map_err(|e| {
-            if code(&e) == Some(ERROR_ACCESS_DENIED) || code(&e) == Some(ERROR_PIPE_BUSY) {
-                // FILE_FLAG_FIRST_PIPE_INSTANCE fails with access denied when the
-                // name exists.
-                Error::new(
-                    ErrorKind::AlreadyExists,
-                    name,
-                    format!("{what}: it is already in use by another server (or its security does not admit you); stop that server or choose another name"),
-                )
-                .with_source(e)
-            } else {
-                Error::from_io(e, name, &what, "")
-            }
-        })?;
-        *lock(&l.pending) = Some(first);
-        Ok(l)
-    }
-
-    fn create_instance(&self, first: bool) -> io::Result<Instance> {
-        let sa = self.sd.attributes();
-        let mut open_mode = self.open_mode;
-        if first {
-            open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
-        }
-        // SAFETY: the name is NUL-terminated; sa points at our live descriptor.
-        let h = unsafe {
-            CreateNamedPipeW(
-                self.addr.wide.as_ptr(),
-                open_mode,
-                self.pipe_mode,
-                self.max_instances,
-                self.bufsizes.1,
-                self.bufsizes.0,
-                self.default_timeout_ms,
-                &sa,
-            )
-        };
-        let handle = owned(h, INVALID_HANDLE_VALUE)?;
-        Ok(Instance {
-            handle,
-            ov: Overlapped::new()?,
-            connecting: false,
-        })
-    }
-
-    /// Accepts one client. `Ok(None)`: no instance is free (all `max_instances`
-    /// are connected); the caller waits for one of its streams to close.
-    pub(crate) fn accept(&self, wait: Wait) -> io::Result<Option<Stream>> {
-        let mut pending = lock(&self.pending);
-        loop {
-            let mut inst = match pending.take() {
-                Some(i) => i,
-                None => match self.create_instance(false) {
-                    Ok(i) => i,
-                    Err(e) if code(&e) == Some(ERROR_PIPE_BUSY) => return Ok(None),
-                    Err(e) => return Err(e),
-                },
-            };
-            let h = raw(&inst.handle);
-            let connected = if inst.connecting {
-                match inst.ov.wait(h, wait) {
-                    Ok(Some(_)) => {
-                        inst.connecting = false;
-                        true
-                    }
-                    Ok(None) => {
-                        // Still waiting for a client: keep the operation in flight.
-                        *pending = Some(inst);
-                        return Err(wait.expired_error());
-                    }
-                    Err(e) => {
-                        inst.connecting = false;
-                        if code(&e) == Some(ERROR_NO_DATA) || code(&e) == Some(ERROR_BROKEN_PIPE) {
-                            // The client left already: recycle the instance.
-                            // SAFETY: h is our pipe instance.
-                            unsafe { DisconnectNamedPipe(h) };
-                            *pending = Some(inst);
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                }
-            } else {
-                // SAFETY: no operation is in flight on inst.ov; ConnectNamedPipe
-                // uses no buffer.
-                match unsafe { inst.ov.start(h, |ov| ConnectNamedPipe(h, ov)) } {
-                    Ok(Started::Done(..)) => true,
-                    Ok(Started::Pending) => {
-                        inst.connecting = true;
-                        *pending = Some(inst);
-                        continue;
-                    }
-                    Err(e) if code(&e) == Some(ERROR_PIPE_CONNECTED) => true,
-                    Err(e) if code(&e) == Some(ERROR_NO_DATA) => {
-                        // A client connected and closed before we got here.
-                        // SAFETY: h is our pipe instance.
-                        unsafe { DisconnectNamedPipe(h) };
-                        *pending = Some(inst);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            debug_assert!(connected);
-            // Keep an instance listening so clients never see "not found".
-            *pending = self.create_instance(false).ok();
-            let Instance { handle, ov, .. } = inst;
-            return Stream::new(
-                handle,
-                ov,
-                true,
-                self.mode,
-                self.max_message,
-                self.label.clone(),
-            )
-            .map(Some);
-        }
-    }
-
-    pub(crate) fn display(&self) -> String {
-        self.addr.full.clone()
-    }
-}
-
-// -------------------------------------------------------------------- stream --
+use super::{code, lock, Addr, BUSY_WAIT_MS, GROW_MIN};
 
 struct Rx {
     ov: Overlapped,
@@ -324,18 +45,18 @@ struct Tx {
 /// in flight to cancel.
 pub(crate) struct Stream {
     handle: OwnedHandle,
-    server: bool,
+    pub(super) server: bool,
     /// A client of a pipe on another machine.
-    remote: bool,
+    pub(super) remote: bool,
     mode: PipeMode,
     /// What the stream is, for messages: `pipe "jobs"`.
-    label: std::sync::Arc<str>,
+    pub(super) label: std::sync::Arc<str>,
     rx: Mutex<Rx>,
     tx: Mutex<Tx>,
 }
 
 impl Stream {
-    fn new(
+    pub(super) fn new(
         handle: OwnedHandle,
         rx_ov: Overlapped,
         server: bool,
@@ -460,7 +181,7 @@ impl Stream {
         Ok(s)
     }
 
-    fn h(&self) -> HANDLE {
+    pub(super) fn h(&self) -> HANDLE {
         raw(&self.handle)
     }
 
@@ -727,69 +448,6 @@ impl Stream {
             PipeMode::Byte
         })
     }
-
-    pub(crate) fn peer_pid(&self) -> io::Result<u32> {
-        let mut pid = 0u32;
-        // SAFETY: our pipe handle; pid is a valid out-pointer.
-        cvt(unsafe {
-            if self.server {
-                GetNamedPipeClientProcessId(self.h(), &mut pid)
-            } else {
-                GetNamedPipeServerProcessId(self.h(), &mut pid)
-            }
-        })?;
-        Ok(pid)
-    }
-
-    pub(crate) fn peer_user(&self) -> io::Result<UserRepr> {
-        if self.server {
-            if let Ok(sid) = self.client_user_by_impersonation() {
-                return Ok(UserRepr(sid));
-            }
-        } else if self.remote {
-            // Its pid is another machine's: a local process of that number is
-            // someone else.
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the pipe is served on another machine, whose users cannot be read here",
-            ));
-        }
-        let pid = self.peer_pid()?;
-        // SAFETY: plain OpenProcess; the handle is owned below.
-        let p = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-        let p = owned(p, std::ptr::null_mut())?;
-        let mut token: HANDLE = std::ptr::null_mut();
-        // SAFETY: p is a process handle we own; token receives a new handle.
-        cvt(unsafe { OpenProcessToken(raw(&p), TOKEN_QUERY, &mut token) })?;
-        let token = owned(token, std::ptr::null_mut())?;
-        token_user_sid(raw(&token)).map(UserRepr)
-    }
-
-    /// The client's user, read from its token while impersonating it (possible
-    /// at the identification level our clients grant).
-    fn client_user_by_impersonation(&self) -> io::Result<String> {
-        // SAFETY: our server pipe handle.
-        cvt(unsafe { ImpersonateNamedPipeClient(self.h()) })?;
-        let mut token: HANDLE = std::ptr::null_mut();
-        // SAFETY: reading the impersonation token of this thread.
-        let r = cvt(unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut token) });
-        // SAFETY: ends the impersonation started above; must run on every path.
-        if unsafe { RevertToSelf() } == 0 {
-            // The thread would go on with the client's identity. Microsoft's
-            // advice when RevertToSelf fails is to end the process: nothing
-            // this thread does afterwards could be trusted.
-            let e = io::Error::last_os_error();
-            eprintln!(
-                "named-ipc: RevertToSelf failed ({e}) after reading the user of a client of \
-                 {}; stopping the process rather than run on as that client",
-                self.label
-            );
-            std::process::abort();
-        }
-        r?;
-        let token = owned(token, std::ptr::null_mut())?;
-        token_user_sid(raw(&token))
-    }
 }
 
 /// A message-mode pipe as a [`Sink`]: one `WriteFile` per message. A
@@ -819,43 +477,4 @@ impl Sink for MessageSink<'_> {
             unsafe { DisconnectNamedPipe(self.stream.h()) };
         }
     }
-}
-
-/// Every pipe under `\\.\pipe\`.
-pub(crate) fn list() -> io::Result<Vec<PipeEntry>> {
-    let pattern = wide(&format!("{PIPE_PREFIX}*"));
-    // SAFETY: all-zero is a valid WIN32_FIND_DATAW.
-    let mut data: WIN32_FIND_DATAW = unsafe { std::mem::zeroed() };
-    // SAFETY: pattern is NUL-terminated; data is a valid out-pointer.
-    let h = unsafe { FindFirstFileW(pattern.as_ptr(), &mut data) };
-    if h == INVALID_HANDLE_VALUE {
-        let e = io::Error::last_os_error();
-        if code(&e) == Some(ERROR_FILE_NOT_FOUND) {
-            return Ok(Vec::new());
-        }
-        return Err(e);
-    }
-    let mut out = Vec::new();
-    loop {
-        let n = data
-            .cFileName
-            .iter()
-            .position(|&c| c == 0)
-            .unwrap_or(data.cFileName.len());
-        let name = String::from_utf16_lossy(&data.cFileName[..n]);
-        out.push(PipeEntry {
-            os_name: format!("{PIPE_PREFIX}{name}"),
-            name,
-            server_pid: None,
-            alive: Some(true),
-        });
-        // SAFETY: h is our find handle; data is a valid out-pointer.
-        if unsafe { FindNextFileW(h, &mut data) } == 0 {
-            break;
-        }
-    }
-    // SAFETY: h is our find handle.
-    unsafe { FindClose(h) };
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
 }

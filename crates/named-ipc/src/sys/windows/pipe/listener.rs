@@ -1,0 +1,227 @@
+//! The server side: a pipe's instances, one always waiting for the next client.
+
+use std::io;
+use std::os::windows::io::OwnedHandle;
+use std::sync::Mutex;
+
+use windows_sys::Win32::Foundation::{
+    ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
+    INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX, PIPE_ACCESS_INBOUND,
+    PIPE_ACCESS_OUTBOUND,
+};
+use windows_sys::Win32::System::Pipes::{
+    ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, PIPE_ACCEPT_REMOTE_CLIENTS,
+    PIPE_READMODE_BYTE, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
+    PIPE_TYPE_MESSAGE, PIPE_WAIT,
+};
+
+use super::super::security::SecurityDescriptor;
+use super::super::{owned, raw, Overlapped, Started};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipe::{Direction, ListenerOptions, PipeMode};
+use crate::security::Security;
+use crate::sys::Wait;
+
+use super::{code, lock, Addr, Stream};
+
+/// A pipe instance waiting for (or being connected to) a client.
+struct Instance {
+    handle: OwnedHandle,
+    ov: Overlapped,
+    /// A `ConnectNamedPipe` is in flight on `ov`.
+    connecting: bool,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(inst) = lock(&self.pending).take() {
+            if inst.connecting {
+                // The OVERLAPPED must outlive the operation.
+                let _ = inst.ov.cancel(raw(&inst.handle));
+            }
+        }
+    }
+}
+
+pub(crate) struct Listener {
+    addr: Addr,
+    open_mode: u32,
+    pipe_mode: u32,
+    max_instances: u32,
+    bufsizes: (u32, u32),
+    default_timeout_ms: u32,
+    sd: SecurityDescriptor,
+    mode: PipeMode,
+    max_message: u32,
+    label: String,
+    pending: Mutex<Option<Instance>>,
+}
+
+impl Listener {
+    pub(crate) fn bind(name: &str, addr: &Addr, opts: &ListenerOptions) -> Result<Listener> {
+        let what = format!("cannot create pipe {name:?} ({})", addr.full);
+        let sd = match &opts.sddl {
+            Some(s) => SecurityDescriptor::from_sddl(s).map_err(|e| {
+                Error::from_io(e, name, &what, "the SDDL security descriptor is invalid")
+            })?,
+            None => SecurityDescriptor::default_for(opts.security == Security::LocalUsers)
+                .map_err(|e| {
+                    Error::from_io(e, name, &what, "cannot build the security descriptor")
+                })?,
+        };
+        let access = match opts.direction {
+            Direction::Duplex => PIPE_ACCESS_DUPLEX,
+            Direction::Inbound => PIPE_ACCESS_INBOUND,
+            Direction::Outbound => PIPE_ACCESS_OUTBOUND,
+        };
+        let ty = match opts.mode {
+            PipeMode::Message => PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE,
+            PipeMode::Byte => PIPE_TYPE_BYTE | PIPE_READMODE_BYTE,
+        };
+        let remote = if opts.reject_remote_clients {
+            PIPE_REJECT_REMOTE_CLIENTS
+        } else {
+            PIPE_ACCEPT_REMOTE_CLIENTS
+        };
+        let l = Listener {
+            addr: addr.clone(),
+            open_mode: access | FILE_FLAG_OVERLAPPED,
+            pipe_mode: ty | PIPE_WAIT | remote,
+            max_instances: opts.max_instances,
+            bufsizes: opts.buffer_sizes.unwrap_or((65536, 65536)),
+            default_timeout_ms: opts
+                .default_timeout
+                .as_millis()
+                .clamp(1, u128::from(u32::MAX - 1)) as u32,
+            sd,
+            mode: opts.mode,
+            max_message: opts.max_message,
+            label: format!("pipe {name:?}"),
+            pending: Mutex::new(None),
+        };
+        let first = l.create_instance(true).map_err(|e| {
+            if code(&e) == Some(ERROR_ACCESS_DENIED) || code(&e) == Some(ERROR_PIPE_BUSY) {
+                // FILE_FLAG_FIRST_PIPE_INSTANCE fails with access denied when the
+                // name exists.
+                Error::new(
+                    ErrorKind::AlreadyExists,
+                    name,
+                    format!("{what}: it is already in use by another server (or its security does not admit you); stop that server or choose another name"),
+                )
+                .with_source(e)
+            } else {
+                Error::from_io(e, name, &what, "")
+            }
+        })?;
+        *lock(&l.pending) = Some(first);
+        Ok(l)
+    }
+
+    fn create_instance(&self, first: bool) -> io::Result<Instance> {
+        let sa = self.sd.attributes();
+        let mut open_mode = self.open_mode;
+        if first {
+            open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
+        }
+        // SAFETY: the name is NUL-terminated; sa points at our live descriptor.
+        let h = unsafe {
+            CreateNamedPipeW(
+                self.addr.wide.as_ptr(),
+                open_mode,
+                self.pipe_mode,
+                self.max_instances,
+                self.bufsizes.1,
+                self.bufsizes.0,
+                self.default_timeout_ms,
+                &sa,
+            )
+        };
+        let handle = owned(h, INVALID_HANDLE_VALUE)?;
+        Ok(Instance {
+            handle,
+            ov: Overlapped::new()?,
+            connecting: false,
+        })
+    }
+
+    /// Accepts one client. `Ok(None)`: no instance is free (all `max_instances`
+    /// are connected); the caller waits for one of its streams to close.
+    pub(crate) fn accept(&self, wait: Wait) -> io::Result<Option<Stream>> {
+        let mut pending = lock(&self.pending);
+        loop {
+            let mut inst = match pending.take() {
+                Some(i) => i,
+                None => match self.create_instance(false) {
+                    Ok(i) => i,
+                    Err(e) if code(&e) == Some(ERROR_PIPE_BUSY) => return Ok(None),
+                    Err(e) => return Err(e),
+                },
+            };
+            let h = raw(&inst.handle);
+            let connected = if inst.connecting {
+                match inst.ov.wait(h, wait) {
+                    Ok(Some(_)) => {
+                        inst.connecting = false;
+                        true
+                    }
+                    Ok(None) => {
+                        // Still waiting for a client: keep the operation in flight.
+                        *pending = Some(inst);
+                        return Err(wait.expired_error());
+                    }
+                    Err(e) => {
+                        inst.connecting = false;
+                        if code(&e) == Some(ERROR_NO_DATA) || code(&e) == Some(ERROR_BROKEN_PIPE) {
+                            // The client left already: recycle the instance.
+                            // SAFETY: h is our pipe instance.
+                            unsafe { DisconnectNamedPipe(h) };
+                            *pending = Some(inst);
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            } else {
+                // SAFETY: no operation is in flight on inst.ov; ConnectNamedPipe
+                // uses no buffer.
+                match unsafe { inst.ov.start(h, |ov| ConnectNamedPipe(h, ov)) } {
+                    Ok(Started::Done(..)) => true,
+                    Ok(Started::Pending) => {
+                        inst.connecting = true;
+                        *pending = Some(inst);
+                        continue;
+                    }
+                    Err(e) if code(&e) == Some(ERROR_PIPE_CONNECTED) => true,
+                    Err(e) if code(&e) == Some(ERROR_NO_DATA) => {
+                        // A client connected and closed before we got here.
+                        // SAFETY: h is our pipe instance.
+                        unsafe { DisconnectNamedPipe(h) };
+                        *pending = Some(inst);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            debug_assert!(connected);
+            // Keep an instance listening so clients never see "not found".
+            *pending = self.create_instance(false).ok();
+            let Instance { handle, ov, .. } = inst;
+            return Stream::new(
+                handle,
+                ov,
+                true,
+                self.mode,
+                self.max_message,
+                self.label.clone(),
+            )
+            .map(Some);
+        }
+    }
+
+    pub(crate) fn display(&self) -> String {
+        self.addr.full.clone()
+    }
+}
