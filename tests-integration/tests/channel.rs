@@ -543,3 +543,49 @@ fn a_windows_server_keeps_its_handles_until_the_client_has_taken_them() {
     c.send(b"ok").unwrap();
     srv.expect("ACCEPTED");
 }
+
+/// A client that connects to the rendezvous pipe and then says nothing must
+/// not hold up `accept` for the others: their handshakes run concurrently.
+/// (Before, `accept` sat on the silent client for the 10 s handshake deadline
+/// and then failed.)
+#[test]
+fn a_silent_client_does_not_stall_accept_for_the_others() {
+    with_watchdog("silent client", || {
+        let name = unique("silent");
+        let l = ChannelOptions::new().capacity(4096).bind(&name).unwrap();
+        // Connected to the pipe, never speaks.
+        let silent = named_ipc::pipe::PipeStream::connect_timeout(&name, STEP).unwrap();
+        let client = std::thread::spawn({
+            let name = name.clone();
+            move || {
+                let c = ShmStream::connect_timeout(&name, STEP).unwrap();
+                let got = c.recv_timeout(STEP).unwrap().unwrap();
+                c.send(&got).unwrap();
+                c
+            }
+        });
+        let s = l
+            .accept_timeout(STEP)
+            .expect("accept waited on the silent client");
+        s.send(b"hello").unwrap();
+        assert_eq!(s.recv_timeout(STEP).unwrap().unwrap(), b"hello");
+        // The silent client's handshake is still pending: the server has not
+        // given up on it (nor answered it) yet.
+        silent.set_nonblocking(true);
+        assert_eq!(
+            silent.recv().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+        drop(client.join().unwrap());
+        // A well-behaved client after the silent one is served too, and a
+        // second accept does not return the silent one.
+        let late = std::thread::spawn({
+            let name = name.clone();
+            move || ShmStream::connect_timeout(&name, STEP).unwrap()
+        });
+        let s2 = l.accept_timeout(STEP).unwrap();
+        let c2 = late.join().unwrap();
+        s2.send(b"x").unwrap();
+        assert_eq!(c2.recv_timeout(STEP).unwrap().unwrap(), b"x");
+    });
+}

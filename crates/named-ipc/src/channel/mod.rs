@@ -62,6 +62,7 @@ mod atomic;
 mod flow;
 mod handshake;
 pub(crate) mod header;
+mod listener;
 mod options;
 mod raw;
 mod ring;
@@ -70,9 +71,10 @@ mod stream;
 mod tx;
 mod wait;
 
+pub use listener::ShmListener;
 pub use options::ChannelOptions;
 pub use raw::{InPlace, InPlaceMut};
-pub use stream::{ShmListener, ShmReceiver, ShmSender, ShmStream};
+pub use stream::{ShmReceiver, ShmSender, ShmStream};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_header(data: &[u8]) {

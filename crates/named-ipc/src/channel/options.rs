@@ -86,7 +86,8 @@ impl ChannelOptions {
         let pipe = ListenerOptions::new()
             .mode(PipeMode::Message)
             .create(name)?;
-        Ok(ShmListener::new(pipe, self.clone()))
+        ShmListener::new(pipe, self.clone())
+            .map_err(|e| Error::from_io(e, name, &format!("cannot create channel {name:?}"), ""))
     }
 
     /// Connects to a channel server.

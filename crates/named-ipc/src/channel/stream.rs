@@ -1,78 +1,20 @@
-//! The public channel types: the listener, a stream, and its split halves.
+//! A channel end, and its split halves.
 
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::handshake;
 use super::options::ChannelOptions;
 use super::raw::{InPlace, InPlaceMut};
 use super::rx::RxEnd;
 use super::tx::TxEnd;
 use super::wait::Inner;
 use crate::error::Result;
-use crate::pipe::{PipeListener, Timing, UserId};
+use crate::pipe::{Timing, UserId};
 use crate::sys::Wait;
 
-/// A channel server: accepts clients, each with its own shared rings.
-pub struct ShmListener {
-    pipe: PipeListener,
-    opts: ChannelOptions,
-}
-
-impl fmt::Debug for ShmListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShmListener")
-            .field("name", &self.pipe.name())
-            .field("capacity", &self.opts.capacity)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ShmListener {
-    pub(crate) fn new(pipe: PipeListener, opts: ChannelOptions) -> ShmListener {
-        ShmListener { pipe, opts }
-    }
-
-    /// Creates a channel server with default [`ChannelOptions`].
-    ///
-    /// # Errors
-    /// As for [`ChannelOptions::bind`].
-    pub fn bind(name: &str) -> Result<ShmListener> {
-        ChannelOptions::new().bind(name)
-    }
-
-    /// The name clients connect to.
-    pub fn name(&self) -> &str {
-        self.pipe.name()
-    }
-
-    /// Waits for a client and sets up its channel. On Windows it returns once
-    /// the client has taken the channel's handles (it says so), at most 10 s
-    /// after the client connected.
-    ///
-    /// # Errors
-    /// OS errors; `InvalidData` if the client's handshake is not a named-ipc
-    /// channel's, `UnexpectedEof` if it left during the handshake (e.g. it
-    /// refused this server), `TimedOut` if it stalled: that client is
-    /// dropped; call `accept` again.
-    pub fn accept(&self) -> io::Result<ShmStream> {
-        let pipe = self.pipe.accept()?;
-        handshake::server(pipe, &self.opts)
-    }
-
-    /// Like [`accept`](Self::accept), giving up with `TimedOut` after `timeout`.
-    ///
-    /// # Errors
-    /// As for [`accept`](Self::accept).
-    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<ShmStream> {
-        let pipe = self.pipe.accept_timeout(timeout)?;
-        handshake::server(pipe, &self.opts)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -164,23 +164,38 @@ impl PipeListener {
     }
 
     fn accept_wait(&self, wait: Wait) -> io::Result<PipeStream> {
+        match self.accept_or_interrupt(wait, None)? {
+            Some(s) => Ok(s),
+            None => unreachable!("accept without a flag is never interrupted"),
+        }
+    }
+
+    /// Accepts a client, or returns `Ok(None)` as soon as `flag` is raised
+    /// (the channel listener's way to hear about finished handshakes while it
+    /// waits for the next client).
+    pub(crate) fn accept_or_interrupt(
+        &self,
+        wait: Wait,
+        flag: Option<&sys::flag::Flag>,
+    ) -> io::Result<Option<PipeStream>> {
         let slot = self.slots.reserve(wait)?;
         let mut backoff = Backoff::new();
         loop {
-            match self.inner.accept(wait) {
-                Ok(Some(s)) => {
-                    return Ok(PipeStream::accepted(
+            match self.inner.accept(wait, flag) {
+                Ok(sys::Accept::Client(s)) => {
+                    return Ok(Some(PipeStream::accepted(
                         s,
                         Arc::clone(&self.name),
                         self.mode,
                         self.direction,
                         self.nonblocking.load(Ordering::Relaxed),
                         slot,
-                    ))
+                    )))
                 }
+                Ok(sys::Accept::Interrupted) => return Ok(None),
                 // Windows: every instance is taken by connections this listener
                 // does not count (another process serving the same name).
-                Ok(None) => {
+                Ok(sys::Accept::Busy) => {
                     if !backoff.sleep(wait) {
                         return Err(wait.expired_error());
                     }

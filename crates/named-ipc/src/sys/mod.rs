@@ -88,6 +88,18 @@ impl Wait {
     }
 }
 
+/// What a listener's `accept` came back with.
+pub(crate) enum Accept<S> {
+    /// A client.
+    Client(S),
+    /// Windows: every instance is in use (by connections this listener does
+    /// not count); the caller waits for one to close.
+    #[cfg_attr(unix, allow(dead_code))]
+    Busy,
+    /// The [`flag::Flag`] passed to `accept` is raised.
+    Interrupted,
+}
+
 /// How to treat an existing object of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Create {

@@ -10,6 +10,7 @@ pub(crate) mod affinity;
 #[cfg(not(loom))]
 pub(crate) mod channel;
 #[allow(unsafe_code)]
+pub(crate) mod flag;
 pub(crate) mod futex;
 pub(crate) mod pipe;
 #[allow(unsafe_code)]

@@ -5,6 +5,7 @@
 pub(crate) mod affinity;
 #[cfg(not(loom))]
 pub(crate) mod channel;
+pub(crate) mod flag;
 pub(crate) mod pipe;
 pub(crate) mod security;
 pub(crate) mod shm;
@@ -19,7 +20,9 @@ use windows_sys::Win32::Foundation::{
     ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_OPERATION_ABORTED, ERROR_PIPE_BUSY,
     ERROR_PRIVILEGE_NOT_HELD, ERROR_SEM_TIMEOUT, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
-use windows_sys::Win32::System::Threading::{CreateEventW, WaitForSingleObject, INFINITE};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
+};
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
 use crate::error::ErrorKind;
@@ -264,6 +267,29 @@ impl Overlapped {
             }
         }
         self.result(h, true)
+    }
+
+    /// Like [`wait`](Self::wait), but also returns when `extra` (an event)
+    /// is signalled: `Ok(Err(()))`. `Ok(Ok(None))`: the wait ran out.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn wait_or(
+        &self,
+        h: HANDLE,
+        wait: Wait,
+        extra: HANDLE,
+    ) -> io::Result<Result<Option<(u32, bool)>, ()>> {
+        let ms = match wait.remaining_ms_ceil() {
+            None => INFINITE,
+            Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
+        };
+        let handles = [raw(&self.event), extra];
+        // SAFETY: two valid event handles; nothing is written.
+        match unsafe { WaitForMultipleObjects(2, handles.as_ptr(), 0, ms) } {
+            WAIT_OBJECT_0 => self.result(h, true).map(Ok),
+            r if r == WAIT_OBJECT_0 + 1 => Ok(Err(())),
+            WAIT_TIMEOUT => Ok(Ok(None)),
+            _ => Err(io::Error::last_os_error()),
+        }
     }
 
     /// Cancels the in-flight operation and waits until it is over. Returns its

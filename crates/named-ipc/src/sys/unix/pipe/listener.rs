@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::event::PollFlags;
+use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{FileType, Mode, RawMode};
 use rustix::io::Errno;
 use rustix::net::Shutdown;
@@ -21,8 +21,9 @@ use super::stream::Stream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::{Direction, ListenerOptions, PipeMode};
 use crate::security::Security;
-use crate::sys::unix::{ensure_private_dir, file_type, lstat};
-use crate::sys::Wait;
+use crate::sys::unix::flag::Flag;
+use crate::sys::unix::{ensure_private_dir, file_type, lstat, timespec};
+use crate::sys::{Accept, Wait};
 
 /// A bound, listening socket and the lock that owns its name.
 pub(crate) struct Listener {
@@ -122,9 +123,13 @@ impl Listener {
 
     /// Accepts one client. Never returns `Ok(None)` on Unix (Windows returns it
     /// when it has no free instance).
-    pub(crate) fn accept(&self, wait: Wait) -> io::Result<Option<Stream>> {
+    pub(crate) fn accept(&self, wait: Wait, flag: Option<&Flag>) -> io::Result<Accept<Stream>> {
         loop {
-            if wait != Wait::Never {
+            if let Some(flag) = flag {
+                if poll_either(self.fd.as_fd(), flag.fd(), wait)? {
+                    return Ok(Accept::Interrupted);
+                }
+            } else if wait != Wait::Never {
                 poll_fd(self.fd.as_fd(), PollFlags::IN, wait)?;
             }
             match accept_raw(self.fd.as_fd()) {
@@ -149,7 +154,7 @@ impl Listener {
                     if let Some(how) = how {
                         let _ = rustix::net::shutdown(&fd, how);
                     }
-                    return Ok(Some(Stream::new(
+                    return Ok(Accept::Client(Stream::new(
                         fd,
                         self.mode,
                         self.max_message,
@@ -167,6 +172,34 @@ impl Listener {
 
     pub(crate) fn display(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+/// Waits until `listen` has a client or `flag` is readable (raised), per
+/// `wait`; `true` when the flag is raised. `Never` only looks.
+fn poll_either(listen: BorrowedFd<'_>, flag: BorrowedFd<'_>, wait: Wait) -> io::Result<bool> {
+    loop {
+        let timeout = wait
+            .remaining_ms_ceil()
+            .map(|ms| timespec(std::time::Duration::from_millis(ms)));
+        let mut p = [
+            PollFd::from_borrowed_fd(listen, PollFlags::IN),
+            PollFd::from_borrowed_fd(flag, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut p, timeout.as_ref()) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        if p[1].revents().contains(PollFlags::IN) {
+            return Ok(true);
+        }
+        if !p[0].revents().is_empty() {
+            return Ok(false);
+        }
+        if wait.remaining().is_some_and(|left| left.is_zero()) {
+            return Err(wait.expired_error());
+        }
     }
 }
 

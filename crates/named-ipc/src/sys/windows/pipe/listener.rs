@@ -23,8 +23,9 @@ use super::super::{owned, raw, Overlapped, Started};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::{Direction, ListenerOptions, PipeMode};
 use crate::security::Security;
-use crate::sys::Wait;
+use crate::sys::{Accept, Wait};
 
+use super::super::flag::Flag;
 use super::{code, lock, Addr, Stream};
 
 /// A pipe instance waiting for (or being connected to) a client.
@@ -149,28 +150,36 @@ impl Listener {
 
     /// Accepts one client. `Ok(None)`: no instance is free (all `max_instances`
     /// are connected); the caller waits for one of its streams to close.
-    pub(crate) fn accept(&self, wait: Wait) -> io::Result<Option<Stream>> {
+    pub(crate) fn accept(&self, wait: Wait, flag: Option<&Flag>) -> io::Result<Accept<Stream>> {
         let mut pending = lock(&self.pending);
         loop {
             let mut inst = match pending.take() {
                 Some(i) => i,
                 None => match self.create_instance(false) {
                     Ok(i) => i,
-                    Err(e) if code(&e) == Some(ERROR_PIPE_BUSY) => return Ok(None),
+                    Err(e) if code(&e) == Some(ERROR_PIPE_BUSY) => return Ok(Accept::Busy),
                     Err(e) => return Err(e),
                 },
             };
             let h = raw(&inst.handle);
             let connected = if inst.connecting {
-                match inst.ov.wait(h, wait) {
-                    Ok(Some(_)) => {
+                let waited = match flag {
+                    Some(f) => inst.ov.wait_or(h, wait, f.handle()),
+                    None => inst.ov.wait(h, wait).map(Ok),
+                };
+                match waited {
+                    Ok(Ok(Some(_))) => {
                         inst.connecting = false;
                         true
                     }
-                    Ok(None) => {
+                    Ok(Ok(None)) => {
                         // Still waiting for a client: keep the operation in flight.
                         *pending = Some(inst);
                         return Err(wait.expired_error());
+                    }
+                    Ok(Err(())) => {
+                        *pending = Some(inst);
+                        return Ok(Accept::Interrupted);
                     }
                     Err(e) => {
                         inst.connecting = false;
@@ -217,7 +226,7 @@ impl Listener {
                 self.max_message,
                 self.label.clone(),
             )
-            .map(Some);
+            .map(Accept::Client);
         }
     }
 
