@@ -56,19 +56,9 @@ pub(crate) fn server(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
         server_pid: std::process::id(),
         handles: Vec::new(),
     };
-    let signals =
-        sys::channel::send_hello(pipe.sys(), hello, &map, Wait::timeout(Some(HANDSHAKE)))?;
+    let os = sys::channel::send_hello(pipe.sys(), hello, &map, Wait::timeout(Some(HANDSHAKE)))?;
     // Server: receives on ring 0, sends on ring 1.
-    assemble(
-        pipe,
-        map,
-        layout,
-        signals,
-        Bells::SERVER,
-        [0, 1],
-        opts,
-        peer_max,
-    )
+    assemble(pipe, map, layout, os, Bells::SERVER, [0, 1], opts, peer_max)
 }
 
 /// The client side of the handshake on a freshly connected pipe.
@@ -80,7 +70,7 @@ pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
     let wait = Wait::timeout(Some(HANDSHAKE));
     let (bytes, attachment) = sys::channel::recv_hello(pipe.sys(), wait)?;
     let hello = Hello::decode(&bytes).map_err(invalid)?;
-    let (map, signals) = sys::channel::attach(pipe.sys(), attachment, &hello, wait)?;
+    let (map, os) = sys::channel::attach(pipe.sys(), attachment, &hello, wait)?;
     let mut h = [0u8; header::HEADER_LEN];
     if map.len() < h.len() {
         return Err(invalid("the channel segment is too small"));
@@ -99,7 +89,7 @@ pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
         pipe,
         map,
         layout,
-        signals,
+        os,
         Bells::CLIENT,
         [1, 0],
         opts,
@@ -112,7 +102,7 @@ fn assemble(
     pipe: PipeStream,
     map: sys::shm::Mapping,
     layout: Layout,
-    signals: sys::channel::Signals,
+    os: sys::channel::OsLink,
     bells: Bells,
     [rx_ring, tx_ring]: [usize; 2],
     opts: &ChannelOptions,
@@ -133,7 +123,7 @@ fn assemble(
         unsafe { Raw::new(base.add(layout.data(i)), layout.capacity) }
     };
     let inner = Arc::new(Inner {
-        signals,
+        os,
         bells,
         spin: opts.spin,
         peer_max,

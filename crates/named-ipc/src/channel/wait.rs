@@ -11,7 +11,7 @@ use crate::sys;
 /// What both directions of one channel end share. Dropped last: the rings
 /// point into `_map`, and `pipe` is how the peer notices us leave.
 pub(crate) struct Inner {
-    pub(crate) signals: sys::channel::Signals,
+    pub(crate) os: sys::channel::OsLink,
     pub(crate) bells: Bells,
     pub(crate) spin: Duration,
     /// The most the peer accepts.
@@ -24,15 +24,15 @@ pub(crate) struct Inner {
 
 impl Link for Inner {
     fn sleep(&self, bell: usize, word: &AtomicU32, seen: u32, timeout: Duration) {
-        self.signals.wait(bell, word, seen, timeout);
+        self.os.sleep(bell, word, seen, timeout);
     }
 
     fn wake(&self, bell: usize, word: &AtomicU32) {
-        self.signals.ring(bell, word);
+        self.os.wake(bell, word);
     }
 
     fn peer_gone(&self) -> bool {
-        self.signals.peer_gone()
+        self.os.peer_gone()
     }
 
     fn spin(&self) -> Duration {

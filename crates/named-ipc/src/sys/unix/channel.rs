@@ -18,28 +18,29 @@ use crate::sys::Wait;
 /// The segment's descriptor travels beside the hello message.
 pub(crate) type Attachment = Option<OwnedFd>;
 
-/// Wake-ups and peer liveness for one channel end.
-pub(crate) struct Signals {
+/// The OS half of a channel end's link to its peer: sleeping and waking on
+/// the bells, and telling whether the peer process is still there.
+pub(crate) struct OsLink {
     /// A duplicate of the rendezvous socket: readable (EOF) once the peer's
     /// end closes, which the kernel does when the peer process dies.
     watch: OwnedFd,
 }
 
-impl Signals {
-    fn new(stream: &Stream) -> io::Result<Signals> {
-        Ok(Signals {
+impl OsLink {
+    fn new(stream: &Stream) -> io::Result<OsLink> {
+        Ok(OsLink {
             watch: stream.watch_fd()?,
         })
     }
 
     /// Sleeps on `word` (bell `_bell` of the segment) while it equals `seen`,
     /// at most `timeout`.
-    pub(crate) fn wait(&self, _bell: usize, word: &AtomicU32, seen: u32, timeout: Duration) {
+    pub(crate) fn sleep(&self, _bell: usize, word: &AtomicU32, seen: u32, timeout: Duration) {
         futex::wait(word, seen, Some(timeout));
     }
 
     /// Wakes the sleeper on `word`.
-    pub(crate) fn ring(&self, _bell: usize, word: &AtomicU32) {
+    pub(crate) fn wake(&self, _bell: usize, word: &AtomicU32) {
         futex::wake(word, 1);
     }
 
@@ -66,9 +67,9 @@ pub(crate) fn send_hello(
     hello: Hello,
     seg: &Mapping,
     _wait: Wait,
-) -> io::Result<Signals> {
+) -> io::Result<OsLink> {
     stream.send_msg_with_fd(&hello.encode(), seg.fd().as_fd())?;
-    Signals::new(stream)
+    OsLink::new(stream)
 }
 
 /// Client side: receives the hello and the segment's descriptor.
@@ -77,14 +78,14 @@ pub(crate) fn recv_hello(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, At
 }
 
 /// Client side: maps the received segment, which must be `hello.segment_len`
-/// bytes (see [`Mapping::from_fd`] for the checks), and sets up signals. The
+/// bytes (see [`Mapping::from_fd`] for the checks), and sets up the OS link. The
 /// hello must name no handles on Unix.
 pub(crate) fn attach(
     stream: &Stream,
     fd: Attachment,
     hello: &Hello,
     _wait: Wait,
-) -> io::Result<(Mapping, Signals)> {
+) -> io::Result<(Mapping, OsLink)> {
     if !hello.handles.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -98,7 +99,7 @@ pub(crate) fn attach(
         )
     })?;
     let map = Mapping::from_fd(fd, hello.segment_len)?;
-    Ok((map, Signals::new(stream)?))
+    Ok((map, OsLink::new(stream)?))
 }
 
 /// A hostile channel server, written by hand: it does the rendezvous like a

@@ -48,23 +48,24 @@ const TAKEN: &[u8] = b"ok";
 /// `SYNCHRONIZE`: all the peer's process handle is kept for.
 const SYNCHRONIZE: u32 = PROCESS_SYNCHRONIZE;
 
-/// Wake-ups and peer liveness for one channel end.
-pub(crate) struct Signals {
+/// The OS half of a channel end's link to its peer: sleeping and waking on
+/// the bells, and telling whether the peer process is still there.
+pub(crate) struct OsLink {
     /// Auto-reset events: ring 0 data, ring 0 space, ring 1 data, ring 1 space.
     events: Vec<OwnedHandle>,
     /// The peer process (`SYNCHRONIZE` only), signalled when it ends.
     peer: OwnedHandle,
 }
 
-impl Signals {
-    pub(crate) fn wait(&self, bell: usize, _word: &AtomicU32, _seen: u32, timeout: Duration) {
+impl OsLink {
+    pub(crate) fn sleep(&self, bell: usize, _word: &AtomicU32, _seen: u32, timeout: Duration) {
         let handles = [raw(&self.events[bell]), raw(&self.peer)];
         let ms = timeout.as_millis().clamp(1, u128::from(u32::MAX - 1)) as u32;
         // SAFETY: two valid handles we own; the result is re-checked by callers.
         unsafe { WaitForMultipleObjects(2, handles.as_ptr(), 0, ms) };
     }
 
-    pub(crate) fn ring(&self, bell: usize, _word: &AtomicU32) {
+    pub(crate) fn wake(&self, bell: usize, _word: &AtomicU32) {
         // SAFETY: an event handle we own.
         unsafe { SetEvent(raw(&self.events[bell])) };
     }
@@ -100,7 +101,7 @@ pub(crate) fn send_hello(
     mut hello: Hello,
     seg: &Mapping,
     wait: Wait,
-) -> io::Result<Signals> {
+) -> io::Result<OsLink> {
     let client = open_process(stream.peer_pid()?, SYNCHRONIZE)?;
     let events = (0..4)
         .map(|_| auto_event())
@@ -115,7 +116,7 @@ pub(crate) fn send_hello(
     // does not return before.
     let mut reply = Vec::new();
     match stream.recv_msg(&mut reply, wait)? {
-        Some(_) if reply == TAKEN => Ok(Signals {
+        Some(_) if reply == TAKEN => Ok(OsLink {
             events,
             peer: client,
         }),
@@ -214,7 +215,7 @@ pub(crate) fn attach(
     _attachment: Attachment,
     hello: &Hello,
     wait: Wait,
-) -> io::Result<(Mapping, Signals)> {
+) -> io::Result<(Mapping, OsLink)> {
     if hello.handles.len() != 5 {
         return Err(invalid(format!(
             "the channel handshake carries {} handles, not 5",
@@ -283,5 +284,5 @@ pub(crate) fn attach(
     let peer = owned(peer, std::ptr::null_mut())?;
     drop(server);
     stream.send_msg(TAKEN, wait)?;
-    Ok((map, Signals { events, peer }))
+    Ok((map, OsLink { events, peer }))
 }
