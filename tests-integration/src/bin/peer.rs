@@ -287,6 +287,54 @@ fn main() {
             drop(seg);
             say("DONE");
         }
+        // own KIND NAME: create a segment (4096 bytes), mutex or event named NAME
+        // (fails if it exists), report `READY`, wait for stdin EOF, then drop it
+        // (the creator's drop removes what it still owns).
+        "own" => {
+            let name = &args[2];
+            let held: Box<dyn std::any::Any> = match args[1].as_str() {
+                "segment" => Box::new(ShmSegment::create(name, 4096).expect("create segment")),
+                "mutex" => Box::new(NamedMutex::create(name).expect("create mutex")),
+                "event" => Box::new(
+                    NamedEvent::create(name, EventMode::ManualReset, false).expect("create event"),
+                ),
+                other => panic!("bad kind {other}"),
+            };
+            say("READY");
+            wait_stdin_eof();
+            drop(held);
+            say("DROPPED");
+        }
+        // open KIND NAME: open an existing segment, mutex or event; print `OK`
+        // or `ERR <ErrorKind> <message>`.
+        "open" => {
+            let name = &args[2];
+            let r = match args[1].as_str() {
+                "segment" => ShmSegment::open(name, Protection::ReadOnly).map(drop),
+                "mutex" => NamedMutex::open(name).map(drop),
+                "event" => NamedEvent::open(name).map(drop),
+                other => panic!("bad kind {other}"),
+            };
+            match r {
+                Ok(()) => say("OK"),
+                Err(e) => say(&format!("ERR {:?} {e}", e.kind())),
+            }
+        }
+        // try-create KIND NAME: create and drop a segment, mutex or event; print
+        // `OK` or `ERR <ErrorKind> <message>`.
+        "try-create" => {
+            let name = &args[2];
+            let r = match args[1].as_str() {
+                "segment" => ShmSegment::create(name, 4096).map(drop),
+                "mutex" => NamedMutex::create(name).map(drop),
+                "event" => NamedEvent::create(name, EventMode::AutoReset, false).map(drop),
+                other => panic!("bad kind {other}"),
+            };
+            match r {
+                Ok(()) => say("OK"),
+                Err(e) => say(&format!("ERR {:?} {e}", e.kind())),
+            }
+        }
         // mutex-hold NAME: lock the mutex, report, wait for stdin EOF (or a kill).
         "mutex-hold" => {
             let m = NamedMutex::open_or_create(&args[1]).expect("mutex");

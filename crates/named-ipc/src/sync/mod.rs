@@ -58,32 +58,47 @@ struct Ownership {
 }
 
 impl Ownership {
-    fn new(os_name: &str, kind: Kind, created: bool, name: &str) -> Result<Ownership> {
-        let owner = if created {
-            Some(registry::register(os_name, kind, 0).map_err(|e| {
-                Error::from_io(
-                    e,
-                    name,
-                    &format!("cannot record the owner of {} {name:?}", kind.as_str()),
-                    "",
-                )
-            })?)
-        } else {
-            None
+    /// Creates or opens the object of `kind` with `open` (which returns it, its
+    /// identity and whether it was created), holding the name lock while it
+    /// might be created so that its owner record is written before anyone can
+    /// see it (see `registry`). If the record cannot be written, the object
+    /// just created is removed again and the error returned.
+    fn establish<T>(
+        os_name: &str,
+        kind: Kind,
+        create: Create,
+        name: &str,
+        open: impl FnOnce() -> Result<(T, Option<sys::ObjectId>, bool)>,
+    ) -> Result<(T, Ownership)> {
+        let what = || format!("cannot create {} {name:?} ({os_name})", kind.as_str());
+        let creation = match create {
+            Create::Open => None,
+            _ => Some(registry::begin(os_name).map_err(|e| Error::from_io(e, name, &what(), ""))?),
         };
-        Ok(Ownership {
-            owner,
-            remove_on_drop: true,
-        })
+        let (object, id, created) = open()?;
+        let owner = match (&creation, created) {
+            (Some(c), true) => match c.commit(kind, 0, id) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    drop(object);
+                    c.abandon(kind, os_name, id);
+                    return Err(Error::from_io(e, name, &what(), ""));
+                }
+            },
+            _ => None,
+        };
+        Ok((
+            object,
+            Ownership {
+                owner,
+                remove_on_drop: true,
+            },
+        ))
     }
 
-    fn finish(&mut self, os_name: &str, remove: impl FnOnce(&str) -> std::io::Result<()>) {
+    fn finish(&mut self, os_name: &str) {
         if let Some(owner) = self.owner.take() {
-            let remove_now = self.remove_on_drop && sys::shm::REMOVABLE;
-            if remove_now {
-                let _ = remove(os_name);
-            }
-            owner.finish(!remove_now && sys::shm::REMOVABLE);
+            owner.finish(os_name, registry::End::on_drop(self.remove_on_drop));
         }
     }
 }
@@ -110,16 +125,19 @@ impl fmt::Debug for NamedMutex {
 
 impl Drop for NamedMutex {
     fn drop(&mut self) {
-        self.own.finish(&self.os_name, sys::sync::remove_mutex);
+        self.own.finish(&self.os_name);
     }
 }
 
 impl NamedMutex {
     fn with(name: &str, create: Create) -> Result<NamedMutex> {
         let os_name = sys::shm::resolve(name, "mutex")?;
-        let (inner, created) =
-            sys::sync::Mutex::open(name, &os_name, create, &Security::OwnerOnly)?;
-        let own = Ownership::new(&os_name, Kind::Mutex, created, name)?;
+        let (inner, own) = Ownership::establish(&os_name, Kind::Mutex, create, name, || {
+            let (m, created) =
+                sys::sync::Mutex::open(name, &os_name, create, &Security::OwnerOnly)?;
+            let id = m.identity();
+            Ok((m, id, created))
+        })?;
         Ok(NamedMutex {
             inner,
             name: name.to_owned(),
@@ -306,7 +324,7 @@ impl fmt::Debug for NamedEvent {
 
 impl Drop for NamedEvent {
     fn drop(&mut self) {
-        self.own.finish(&self.os_name, sys::sync::remove_event);
+        self.own.finish(&self.os_name);
     }
 }
 
@@ -318,15 +336,18 @@ impl NamedEvent {
         initially_set: bool,
     ) -> Result<NamedEvent> {
         let os_name = sys::shm::resolve(name, "event")?;
-        let (inner, created) = sys::sync::Event::open(
-            name,
-            &os_name,
-            create,
-            &Security::OwnerOnly,
-            mode == EventMode::ManualReset,
-            initially_set,
-        )?;
-        let own = Ownership::new(&os_name, Kind::Event, created, name)?;
+        let (inner, own) = Ownership::establish(&os_name, Kind::Event, create, name, || {
+            let (e, created) = sys::sync::Event::open(
+                name,
+                &os_name,
+                create,
+                &Security::OwnerOnly,
+                mode == EventMode::ManualReset,
+                initially_set,
+            )?;
+            let id = e.identity();
+            Ok((e, id, created))
+        })?;
         Ok(NamedEvent {
             inner,
             name: name.to_owned(),

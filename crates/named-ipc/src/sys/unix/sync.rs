@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::security::Security;
 use crate::shm::Protection;
 use crate::sync::header::{self, Verdict, WrongKind, HEADER_LEN, STATE_INIT, STATE_READY, VERSION};
-use crate::sys::{Backoff, Create, Locked, Wait};
+use crate::sys::{Backoff, Create, Locked, ObjectId, Wait};
 
 fn state_word(map: &Mapping) -> &AtomicU32 {
     // SAFETY: every mapping here is at least HEADER_LEN bytes (checked by the
@@ -207,6 +207,11 @@ impl Event {
         self.manual
     }
 
+    /// The identity of the object (see `crate::registry`).
+    pub(crate) fn identity(&self) -> Option<ObjectId> {
+        self.map.identity()
+    }
+
     fn signalled(&self) -> &AtomicU32 {
         body_word(&self.map, 4)
     }
@@ -248,7 +253,7 @@ impl Event {
 // --------------------------------------------------------------------- mutex --
 
 #[cfg(linux_like)]
-pub(crate) use robust::{remove_mutex, Mutex, MutexGuard};
+pub(crate) use robust::{mutex_identity, remove_mutex, Mutex, MutexGuard};
 
 #[cfg(linux_like)]
 mod robust {
@@ -259,6 +264,11 @@ mod robust {
     /// Removes a mutex's name.
     pub(crate) fn remove_mutex(os_name: &str) -> io::Result<()> {
         super::super::shm::unlink(os_name)
+    }
+
+    /// The identity of the mutex now at `os_name`.
+    pub(crate) fn mutex_identity(os_name: &str) -> io::Result<Option<ObjectId>> {
+        super::super::shm::identity(os_name)
     }
 
     pub(crate) struct Mutex {
@@ -341,6 +351,11 @@ mod robust {
             Ok((Mutex { map }, created))
         }
 
+        /// The identity of the object (see `crate::registry`).
+        pub(crate) fn identity(&self) -> Option<ObjectId> {
+            self.map.identity()
+        }
+
         pub(crate) fn lock(&self, wait: Wait) -> io::Result<(Locked, MutexGuard<'_>)> {
             // SAFETY: the mutex is initialised (the header said ready) and lives
             // as long as `self`.
@@ -391,7 +406,7 @@ mod robust {
 }
 
 #[cfg(not(linux_like))]
-pub(crate) use flocked::{remove_mutex, Mutex, MutexGuard};
+pub(crate) use flocked::{mutex_identity, remove_mutex, Mutex, MutexGuard};
 
 #[cfg(not(linux_like))]
 mod flocked {
@@ -408,6 +423,12 @@ mod flocked {
     /// Removes a mutex's name.
     pub(crate) fn remove_mutex(os_name: &str) -> io::Result<()> {
         std::fs::remove_file(path_of(os_name))
+    }
+
+    /// The identity of the mutex file now at `os_name`.
+    pub(crate) fn mutex_identity(os_name: &str) -> io::Result<Option<ObjectId>> {
+        let f = File::open(path_of(os_name))?;
+        super::super::fd_id(&f)
     }
 
     pub(crate) struct Mutex {
@@ -439,15 +460,23 @@ mod flocked {
             let dir = super::super::runtime_dir().join("mutex");
             super::super::ensure_private_dir(name, &dir)?;
             let path = path_of(os_name);
-            let mut o = OpenOptions::new();
-            o.read(true).write(true).mode(mode);
-            match create {
-                Create::Exclusive => o.create_new(true),
-                Create::Either => o.create(true),
-                Create::Open => &mut o,
+            let open = |create_new: bool| {
+                let mut o = OpenOptions::new();
+                o.read(true).write(true).mode(mode).create_new(create_new);
+                o.open(&path)
             };
-            let existed = path.exists();
-            let file = o.open(&path).map_err(|e| {
+            // Created means "made by this open" (O_EXCL), never a guess.
+            let opened = match create {
+                Create::Exclusive => open(true).map(|f| (f, true)),
+                Create::Open => open(false).map(|f| (f, false)),
+                Create::Either => match open(true) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        open(false).map(|f| (f, false))
+                    }
+                    other => other.map(|f| (f, true)),
+                },
+            };
+            let (file, created) = opened.map_err(|e| {
                 Error::from_io(
                     e,
                     name,
@@ -460,8 +489,13 @@ mod flocked {
                     file,
                     local: std::sync::Mutex::new(()),
                 },
-                !existed,
+                created,
             ))
+        }
+
+        /// The identity of the mutex file (see `crate::registry`).
+        pub(crate) fn identity(&self) -> Option<ObjectId> {
+            super::super::fd_id(&self.file).ok().flatten()
         }
 
         pub(crate) fn lock(&self, wait: Wait) -> io::Result<(Locked, MutexGuard<'_>)> {
