@@ -374,6 +374,35 @@ fn main() {
                 .expect("wait");
             say(if got { "SIGNALLED" } else { "TIMEOUT" });
         }
+        // event-wait-threads NAME N MS: N threads wait on the event up to MS ms
+        // each; prints `WAITING TID,TID,…` (Linux thread ids, 0 elsewhere) once
+        // every thread is about to wait, then `RESULT S/N` with S the number
+        // of threads whose wait saw the event set.
+        "event-wait-threads" => {
+            let e = std::sync::Arc::new(NamedEvent::open(&args[1]).expect("event"));
+            let n: usize = arg(&args, 2, "threads");
+            let ms: u64 = arg(&args, 3, "ms");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let threads: Vec<_> = (0..n)
+                .map(|_| {
+                    let (e, tx) = (e.clone(), tx.clone());
+                    std::thread::spawn(move || {
+                        tx.send(thread_id()).expect("send");
+                        e.wait_timeout(Duration::from_millis(ms)).expect("wait")
+                    })
+                })
+                .collect();
+            let tids: Vec<String> = (0..n)
+                .map(|_| rx.recv().expect("tid").to_string())
+                .collect();
+            say(&format!("WAITING {}", tids.join(",")));
+            let got = threads
+                .into_iter()
+                .map(|t| t.join().expect("waiter"))
+                .filter(|&g| g)
+                .count();
+            say(&format!("RESULT {got}/{n}"));
+        }
         // event-set NAME: set the event (creating an auto-reset one if needed).
         "event-set" => {
             let e =
@@ -471,6 +500,19 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// This thread's kernel id (Linux), for tests that check where it sleeps.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn thread_id() -> i64 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    i64::from(unsafe { libc::gettid() })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_id() -> i64 {
+    0
 }
 
 fn access(s: &str) -> Protection {
