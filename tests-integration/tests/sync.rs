@@ -300,3 +300,53 @@ fn a_mutex_made_for_another_abi_or_version_is_refused() {
     assert_eq!(e.kind(), ErrorKind::VersionMismatch, "{e}");
     assert!(e.to_string().contains("version 1"), "{e}");
 }
+
+/// Windows: the native manual-reset event, pulsed with `set(); reset();`.
+/// Nothing shows that a Windows thread is already blocked in its wait, so
+/// this pulses until every waiter (three threads here, three in another
+/// process) has returned, pacing the pulses by waiting for the other process
+/// to report; each wait must end `true` although the event is reset again at
+/// once. An event whose pulse did not release the threads already waiting
+/// would leave them asleep until the deadline.
+#[cfg(windows)]
+#[test]
+fn a_manual_reset_pulse_releases_waiters_on_windows() {
+    use std::sync::mpsc::channel;
+    use std::sync::Arc;
+
+    let name = unique("pulse");
+    let ev = Arc::new(NamedEvent::create(&name, EventMode::ManualReset, false).unwrap());
+    let (got_tx, got_rx) = channel();
+    for _ in 0..3 {
+        let (ev, got_tx) = (ev.clone(), got_tx.clone());
+        std::thread::spawn(move || {
+            let _ = got_tx.send(ev.wait_timeout(STEP).unwrap());
+        });
+    }
+    let ms = STEP.as_millis().to_string();
+    let mut peer = Peer::spawn(&["event-wait-threads", &name, "3", &ms]);
+    peer.expect("WAITING ");
+    let deadline = Instant::now() + STEP;
+    let (mut local, mut pulses) = (0, 0u32);
+    let mut remote = None;
+    while local < 3 || remote.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "waiters still asleep after {pulses} pulses"
+        );
+        ev.set().unwrap();
+        ev.reset().unwrap();
+        pulses += 1;
+        while let Ok(got) = got_rx.try_recv() {
+            assert!(got, "a waiter here timed out");
+            local += 1;
+        }
+        if remote.is_none() && peer.has_line_within(Duration::from_millis(10)) {
+            remote = Some(peer.line());
+        }
+    }
+    assert_eq!(remote.as_deref(), Some("RESULT 3/3"));
+    peer.wait_ok();
+    assert!(!ev.try_wait().unwrap(), "reset after the pulses");
+    eprintln!("all six waiters released after {pulses} pulse(s)");
+}

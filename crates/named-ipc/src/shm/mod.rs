@@ -17,7 +17,10 @@
 //!   [`keep`](ShmSegment::set_remove_on_drop) was asked for. If the creator
 //!   crashes, the object stays; `nipc shm gc` (or [`gc`]) finds and removes
 //!   objects whose creator died, and never touches objects named-ipc did not
-//!   create.
+//!   create. Ownership is of the *object*, not of the name: the owner record
+//!   keeps the object's identity (device + inode), so after
+//!   [`remove`](ShmSegment::remove) and a new creator under the same name,
+//!   neither the first creator's drop nor `gc` touches the new object.
 //!
 //! # Access without undefined behaviour
 //! Another process may write at any moment, so the safe API never hands out

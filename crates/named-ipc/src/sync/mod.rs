@@ -16,9 +16,22 @@
 //! `WAIT_ABANDONED`, Linux `EOWNERDEAD`): the data it protects may be half
 //! updated, so check and repair it.
 //!
-//! **Lifetime** is as for segments: on Unix the creator's drop removes the name
-//! (unless [`set_remove_on_drop(false)`](NamedMutex::set_remove_on_drop)); on
-//! Windows the object lives while any process holds it.
+//! **Lifetime** is as for segments: on Unix the creator's drop removes the
+//! object it created, if the name still holds it (unless
+//! [`set_remove_on_drop(false)`](NamedMutex::set_remove_on_drop)); on Windows
+//! the object lives while any process holds it.
+//!
+//! **Pulses.** `set(); reset();` on a manual-reset [`NamedEvent`] releases
+//! every thread, in every process, that was waiting when it was set — Windows
+//! semantics, kept on Unix with a generation count.
+//!
+//! **Timeouts** run on the monotonic clock: changing the wall clock does not
+//! change them.
+//!
+//! **ABI.** On Unix the object's header records the binary interface of what
+//! follows (CPU, C library, pointer width, `pthread_mutex_t` size and
+//! alignment); a process built for another one gets
+//! [`ErrorKind::VersionMismatch`] instead of a mutex it would misread.
 //!
 //! # Examples
 //! ```no_run
@@ -159,8 +172,10 @@ impl NamedMutex {
     /// Opens existing mutex `name`.
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidInput`] or
-    /// [`ErrorKind::VersionMismatch`] if the name holds something else.
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidInput`] if the name holds
+    /// something else; [`ErrorKind::VersionMismatch`] (Unix) if it was made by
+    /// another named-ipc layout version or by a process with another C ABI
+    /// (CPU, C library, pointer width).
     #[doc(alias = "OpenMutex")]
     pub fn open(name: &str) -> Result<NamedMutex> {
         NamedMutex::with(name, Create::Open)
@@ -425,7 +440,9 @@ impl NamedEvent {
         self.inner.set().map_err(|e| self.io("set", e))
     }
 
-    /// Clears the event (`ResetEvent`).
+    /// Clears the event (`ResetEvent`). Threads that were waiting on a
+    /// manual-reset event when it was last set are released even if it is
+    /// reset before they run.
     ///
     /// # Errors
     /// OS errors.
