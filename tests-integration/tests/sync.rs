@@ -201,24 +201,42 @@ fn names_of_the_wrong_kind_are_refused() {
     }
 }
 
-/// Waits (up to [`STEP`]) until each thread `tids` of process `pid` is inside
-/// the futex system call: blocked in its event wait, the only place it can
-/// sleep before it reports.
+/// Waits (up to [`STEP`]) until each thread `tids` of process `pid` is
+/// blocked in `futex(2)` on a word of the event `name` (the futex address lies
+/// in the process's mapping of `/dev/shm/NAME`): inside its event wait.
 #[cfg(target_os = "linux")]
-fn until_in_futex(pid: u32, tids: &[i64]) {
+fn until_waiting_on(pid: u32, tids: &[i64], name: &str) {
     let deadline = Instant::now() + STEP;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let suffix = format!("/dev/shm/{name}");
+    let (lo, hi) = maps
+        .lines()
+        .find(|l| l.ends_with(&suffix))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|r| r.split_once('-'))
+        .map(|(a, b)| {
+            (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+            )
+        })
+        .unwrap_or_else(|| panic!("process {pid} does not map {suffix}"));
     for tid in tids {
         let path = format!("/proc/{pid}/task/{tid}/syscall");
         loop {
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-            let nr = text.split_whitespace().next().unwrap_or("");
-            if nr.parse::<i64>().ok() == Some(libc::SYS_futex) {
+            let mut f = text.split_whitespace();
+            let nr = f.next().and_then(|n| n.parse::<i64>().ok());
+            let addr = f
+                .next()
+                .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+            if nr == Some(libc::SYS_futex) && addr.is_some_and(|a| (lo..hi).contains(&a)) {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "thread {tid} of {pid} never blocked: {text}"
+                "thread {tid} of {pid} never blocked in its wait: {text}"
             );
             // Polling a readiness condition against a deadline.
             std::thread::sleep(Duration::from_millis(1));
@@ -261,8 +279,8 @@ fn a_manual_reset_pulse_releases_every_waiter_in_every_process() {
         .split(',')
         .map(|t| t.parse().unwrap())
         .collect();
-    until_in_futex(std::process::id(), &local);
-    until_in_futex(peer.pid(), &remote);
+    until_waiting_on(std::process::id(), &local, &name);
+    until_waiting_on(peer.pid(), &remote, &name);
 
     ev.set().unwrap();
     ev.reset().unwrap();
