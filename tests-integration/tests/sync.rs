@@ -200,3 +200,171 @@ fn names_of_the_wrong_kind_are_refused() {
         );
     }
 }
+
+/// Waits (up to [`STEP`]) until each thread `tids` of process `pid` is
+/// blocked in `futex(2)` on a word of the event `name` (the futex address lies
+/// in the process's mapping of `/dev/shm/NAME`): inside its event wait.
+#[cfg(target_os = "linux")]
+fn until_waiting_on(pid: u32, tids: &[i64], name: &str) {
+    let deadline = Instant::now() + STEP;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let suffix = format!("/dev/shm/{name}");
+    let (lo, hi) = maps
+        .lines()
+        .find(|l| l.ends_with(&suffix))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|r| r.split_once('-'))
+        .map(|(a, b)| {
+            (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+            )
+        })
+        .unwrap_or_else(|| panic!("process {pid} does not map {suffix}"));
+    for tid in tids {
+        let path = format!("/proc/{pid}/task/{tid}/syscall");
+        loop {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+            let mut f = text.split_whitespace();
+            let nr = f.next().and_then(|n| n.parse::<i64>().ok());
+            let addr = f
+                .next()
+                .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+            if nr == Some(libc::SYS_futex) && addr.is_some_and(|a| (lo..hi).contains(&a)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "thread {tid} of {pid} never blocked in its wait: {text}"
+            );
+            // Polling a readiness condition against a deadline.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn gettid() -> i64 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    i64::from(unsafe { libc::gettid() })
+}
+
+/// `set(); reset();` on a manual-reset event releases every thread that was
+/// waiting at `set`, here and in another process (Windows semantics), even
+/// though the event is reset again before they run.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_manual_reset_pulse_releases_every_waiter_in_every_process() {
+    use std::sync::mpsc::channel;
+    use std::sync::Arc;
+
+    let name = unique("pulse");
+    let ev = Arc::new(NamedEvent::create(&name, EventMode::ManualReset, false).unwrap());
+    let (tid_tx, tid_rx) = channel();
+    let (got_tx, got_rx) = channel();
+    for _ in 0..3 {
+        let (ev, tid_tx, got_tx) = (ev.clone(), tid_tx.clone(), got_tx.clone());
+        std::thread::spawn(move || {
+            tid_tx.send(gettid()).unwrap();
+            let _ = got_tx.send(ev.wait_timeout(STEP).unwrap());
+        });
+    }
+    let local: Vec<i64> = (0..3).map(|_| tid_rx.recv_timeout(STEP).unwrap()).collect();
+    let ms = STEP.as_millis().to_string();
+    let mut peer = Peer::spawn(&["event-wait-threads", &name, "3", &ms]);
+    let line = peer.expect("WAITING ");
+    let remote: Vec<i64> = line["WAITING ".len()..]
+        .split(',')
+        .map(|t| t.parse().unwrap())
+        .collect();
+    until_waiting_on(std::process::id(), &local, &name);
+    until_waiting_on(peer.pid(), &remote, &name);
+
+    ev.set().unwrap();
+    ev.reset().unwrap();
+
+    for _ in 0..3 {
+        let got = got_rx.recv_timeout(STEP + STEP).expect("a waiter hung");
+        assert!(got, "a waiter of this process slept through the pulse");
+    }
+    assert_eq!(peer.line(), "RESULT 3/3", "waiters in the other process");
+    peer.wait_ok();
+    assert!(!ev.try_wait().unwrap(), "reset after the pulse");
+}
+
+/// A mutex whose header says another ABI (here: 32-bit pointers), or an older
+/// layout version, is refused with `VersionMismatch` and a message saying
+/// what differs and what to do, never used.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_mutex_made_for_another_abi_or_version_is_refused() {
+    use named_ipc::shm::Protection;
+    let name = unique("abi");
+    let _m = NamedMutex::create(&name).unwrap();
+    let raw = ShmSegment::open(&name, Protection::ReadWrite).unwrap();
+    // Byte 38 of the header: the creator's pointer width in bytes.
+    raw.write_at(38, &[4]).unwrap();
+    let e = NamedMutex::open(&name).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::VersionMismatch, "{e}");
+    assert!(e.to_string().contains("32-bit"), "{e}");
+    assert!(e.to_string().contains("same target"), "{e}");
+    raw.write_at(38, &[8]).unwrap();
+    assert!(NamedMutex::open(&name).is_ok());
+    // Bytes 8..12: the layout version.
+    raw.write_at(8, &1u32.to_ne_bytes()).unwrap();
+    let e = NamedMutex::open(&name).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::VersionMismatch, "{e}");
+    assert!(e.to_string().contains("version 1"), "{e}");
+}
+
+/// Windows: the native manual-reset event, pulsed with `set(); reset();`.
+/// Nothing shows that a Windows thread is already blocked in its wait, so
+/// this pulses until every waiter (three threads here, three in another
+/// process) has returned, pacing the pulses by waiting for the other process
+/// to report; each wait must end `true` although the event is reset again at
+/// once. An event whose pulse did not release the threads already waiting
+/// would leave them asleep until the deadline.
+#[cfg(windows)]
+#[test]
+fn a_manual_reset_pulse_releases_waiters_on_windows() {
+    use std::sync::mpsc::channel;
+    use std::sync::Arc;
+
+    let name = unique("pulse");
+    let ev = Arc::new(NamedEvent::create(&name, EventMode::ManualReset, false).unwrap());
+    let (got_tx, got_rx) = channel();
+    for _ in 0..3 {
+        let (ev, got_tx) = (ev.clone(), got_tx.clone());
+        std::thread::spawn(move || {
+            let _ = got_tx.send(ev.wait_timeout(STEP).unwrap());
+        });
+    }
+    let ms = STEP.as_millis().to_string();
+    let mut peer = Peer::spawn(&["event-wait-threads", &name, "3", &ms]);
+    peer.expect("WAITING ");
+    let deadline = Instant::now() + STEP;
+    let (mut local, mut pulses) = (0, 0u32);
+    let mut remote = None;
+    while local < 3 || remote.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "waiters still asleep after {pulses} pulses"
+        );
+        ev.set().unwrap();
+        ev.reset().unwrap();
+        pulses += 1;
+        while let Ok(got) = got_rx.try_recv() {
+            assert!(got, "a waiter here timed out");
+            local += 1;
+        }
+        if remote.is_none() && peer.has_line_within(Duration::from_millis(10)) {
+            remote = Some(peer.line());
+        }
+    }
+    assert_eq!(remote.as_deref(), Some("RESULT 3/3"));
+    peer.wait_ok();
+    assert!(!ev.try_wait().unwrap(), "reset after the pulses");
+    eprintln!("all six waiters released after {pulses} pulse(s)");
+}

@@ -287,6 +287,54 @@ fn main() {
             drop(seg);
             say("DONE");
         }
+        // own KIND NAME: create a segment (4096 bytes), mutex or event named NAME
+        // (fails if it exists), report `READY`, wait for stdin EOF, then drop it
+        // (the creator's drop removes what it still owns).
+        "own" => {
+            let name = &args[2];
+            let held: Box<dyn std::any::Any> = match args[1].as_str() {
+                "segment" => Box::new(ShmSegment::create(name, 4096).expect("create segment")),
+                "mutex" => Box::new(NamedMutex::create(name).expect("create mutex")),
+                "event" => Box::new(
+                    NamedEvent::create(name, EventMode::ManualReset, false).expect("create event"),
+                ),
+                other => panic!("bad kind {other}"),
+            };
+            say("READY");
+            wait_stdin_eof();
+            drop(held);
+            say("DROPPED");
+        }
+        // open KIND NAME: open an existing segment, mutex or event; print `OK`
+        // or `ERR <ErrorKind> <message>`.
+        "open" => {
+            let name = &args[2];
+            let r = match args[1].as_str() {
+                "segment" => ShmSegment::open(name, Protection::ReadOnly).map(drop),
+                "mutex" => NamedMutex::open(name).map(drop),
+                "event" => NamedEvent::open(name).map(drop),
+                other => panic!("bad kind {other}"),
+            };
+            match r {
+                Ok(()) => say("OK"),
+                Err(e) => say(&format!("ERR {:?} {e}", e.kind())),
+            }
+        }
+        // try-create KIND NAME: create and drop a segment, mutex or event; print
+        // `OK` or `ERR <ErrorKind> <message>`.
+        "try-create" => {
+            let name = &args[2];
+            let r = match args[1].as_str() {
+                "segment" => ShmSegment::create(name, 4096).map(drop),
+                "mutex" => NamedMutex::create(name).map(drop),
+                "event" => NamedEvent::create(name, EventMode::AutoReset, false).map(drop),
+                other => panic!("bad kind {other}"),
+            };
+            match r {
+                Ok(()) => say("OK"),
+                Err(e) => say(&format!("ERR {:?} {e}", e.kind())),
+            }
+        }
         // mutex-hold NAME: lock the mutex, report, wait for stdin EOF (or a kill).
         "mutex-hold" => {
             let m = NamedMutex::open_or_create(&args[1]).expect("mutex");
@@ -325,6 +373,35 @@ fn main() {
                 .wait_timeout(Duration::from_millis(arg(&args, 2, "ms")))
                 .expect("wait");
             say(if got { "SIGNALLED" } else { "TIMEOUT" });
+        }
+        // event-wait-threads NAME N MS: N threads wait on the event up to MS ms
+        // each; prints `WAITING TID,TID,…` (Linux thread ids, 0 elsewhere) once
+        // every thread is about to wait, then `RESULT S/N` with S the number
+        // of threads whose wait saw the event set.
+        "event-wait-threads" => {
+            let e = std::sync::Arc::new(NamedEvent::open(&args[1]).expect("event"));
+            let n: usize = arg(&args, 2, "threads");
+            let ms: u64 = arg(&args, 3, "ms");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let threads: Vec<_> = (0..n)
+                .map(|_| {
+                    let (e, tx) = (e.clone(), tx.clone());
+                    std::thread::spawn(move || {
+                        tx.send(thread_id()).expect("send");
+                        e.wait_timeout(Duration::from_millis(ms)).expect("wait")
+                    })
+                })
+                .collect();
+            let tids: Vec<String> = (0..n)
+                .map(|_| rx.recv().expect("tid").to_string())
+                .collect();
+            say(&format!("WAITING {}", tids.join(",")));
+            let got = threads
+                .into_iter()
+                .map(|t| t.join().expect("waiter"))
+                .filter(|&g| g)
+                .count();
+            say(&format!("RESULT {got}/{n}"));
         }
         // event-set NAME: set the event (creating an auto-reset one if needed).
         "event-set" => {
@@ -453,6 +530,19 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// This thread's kernel id (Linux), for tests that check where it sleeps.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn thread_id() -> i64 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    i64::from(unsafe { libc::gettid() })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_id() -> i64 {
+    0
 }
 
 fn access(s: &str) -> Protection {

@@ -79,8 +79,14 @@ impl Peer {
 
     /// Starts any program with piped stdin/stdout (stderr collected).
     pub fn start(exe: &std::path::Path, args: &[&str]) -> Peer {
+        Peer::start_env(exe, args, &[])
+    }
+
+    /// [`Peer::start`] with extra environment variables.
+    pub fn start_env(exe: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Peer {
         let mut child = Command::new(exe)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -17,7 +17,10 @@
 //!   [`keep`](ShmSegment::set_remove_on_drop) was asked for. If the creator
 //!   crashes, the object stays; `nipc shm gc` (or [`gc`]) finds and removes
 //!   objects whose creator died, and never touches objects named-ipc did not
-//!   create.
+//!   create. Ownership is of the *object*, not of the name: the owner record
+//!   keeps the object's identity (device + inode), so after
+//!   [`remove`](ShmSegment::remove) and a new creator under the same name,
+//!   neither the first creator's drop nor `gc` touches the new object.
 //!
 //! # Access without undefined behaviour
 //! Another process may write at any moment, so the safe API never hands out
@@ -180,6 +183,9 @@ impl SegmentOptions {
         let os_name = sys::shm::resolve(name, "shared memory")?;
         let what = format!("cannot create shared memory {name:?} ({os_name})");
         check_size(name, size, &what)?;
+        // The name lock first, so that nobody sees the object without its
+        // owner record (see `registry`).
+        let creation = registry::begin(&os_name).map_err(|e| Error::from_io(e, name, &what, ""))?;
         let (map, created) = sys::shm::create(&os_name, size, &self.security, exclusive).map_err(|e| {
             let hint = if e.kind() == io::ErrorKind::AlreadyExists {
                 "it already exists; open it, remove it (`nipc shm rm`), or choose another name"
@@ -191,17 +197,18 @@ impl SegmentOptions {
             Error::from_io(e, name, &what, hint)
         })?;
         let owner = if created {
-            match registry::register(&os_name, Kind::Segment, size) {
+            let id = map.identity();
+            match creation.commit(Kind::Segment, size, id) {
                 Ok(o) => Some(o),
                 Err(e) => {
-                    drop(map);
-                    let _ = sys::shm::unlink(&os_name);
-                    return Err(Error::from_io(e, name, &what, "cannot record its owner"));
+                    creation.abandon(Kind::Segment, &os_name, id);
+                    return Err(Error::from_io(e, name, &what, ""));
                 }
             }
         } else {
             None
         };
+        drop(creation);
         Ok(ShmSegment::wrap(
             map,
             Some((name, os_name)),
@@ -254,14 +261,10 @@ impl fmt::Debug for ShmSegment {
 
 impl Drop for ShmSegment {
     fn drop(&mut self) {
-        if let Some(owner) = self.owner.take() {
-            let remove = self.remove_on_drop && sys::shm::REMOVABLE;
-            if remove {
-                if let Some(os) = &self.os_name {
-                    let _ = sys::shm::unlink(os);
-                }
-            }
-            owner.finish(!remove && sys::shm::REMOVABLE);
+        if let (Some(owner), Some(os_name)) = (self.owner.take(), &self.os_name) {
+            // Removes the object and its record only if they are still the
+            // ones this process created (see `registry`).
+            owner.finish(os_name, registry::End::on_drop(self.remove_on_drop));
         }
     }
 }
@@ -395,8 +398,10 @@ impl ShmSegment {
         Ok(ShmSegment::wrap(map, None, access, None, false))
     }
 
-    /// Removes the name `name` (Unix `shm_unlink`), without needing the creator.
-    /// Processes that have it mapped keep their view.
+    /// Removes the name `name` (Unix `shm_unlink`), without needing the creator,
+    /// and its owner record. Processes that have it mapped keep their view; its
+    /// creator, when it ends, leaves alone whatever is created under the name
+    /// afterwards. Named mutexes and events are removed the same way.
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`]; [`ErrorKind::Unsupported`] on Windows, where a
@@ -413,16 +418,14 @@ impl ShmSegment {
                 ),
             ));
         }
-        sys::shm::unlink(&os_name).map_err(|e| {
+        registry::remove(&os_name, Kind::Segment).map_err(|e| {
             Error::from_io(
                 e,
                 name,
                 &format!("cannot remove shared memory {name:?} ({os_name})"),
                 "",
             )
-        })?;
-        registry::forget(&os_name);
-        Ok(())
+        })
     }
 
     /// Size in bytes, as the OS reported it when mapped. A segment created here
@@ -651,19 +654,20 @@ pub fn list() -> io::Result<Vec<SegmentEntry>> {
     let mut out: Vec<SegmentEntry> = registry::entries()?
         .into_iter()
         .map(|e| {
-            let size = sys::shm::object_size(&e.os_name).ok().or(e.size);
+            let r = e.record;
+            let size = sys::shm::object_size(&e.os_name).ok().or(r.size);
             SegmentEntry {
                 owner: if e.alive {
                     OwnerState::Alive
-                } else if e.kept {
+                } else if r.kept {
                     OwnerState::Kept
                 } else {
                     OwnerState::Dead
                 },
                 os_name: e.os_name,
-                kind: e.kind.map(|k| k.as_str().to_owned()),
+                kind: r.kind.map(|k| k.as_str().to_owned()),
                 size,
-                owner_pid: e.pid,
+                owner_pid: r.pid,
             }
         })
         .collect();
@@ -684,26 +688,16 @@ pub fn list() -> io::Result<Vec<SegmentEntry>> {
 
 /// Removes objects named-ipc created whose creator died without removing them
 /// (and stale records). Never touches objects it did not create, objects kept
-/// on purpose, or objects whose creator still runs. Returns the OS names
-/// removed. On Windows only records are cleaned: the OS already freed the
-/// mappings.
+/// on purpose, objects whose creator still runs, or an object that someone
+/// else has since created under the same name (the record keeps the identity
+/// of the object, device + inode, and gc compares it first). On Linux it also
+/// leaves an object that a live process of this user still maps or holds open
+/// (it is removed by a later gc, once that process is gone); other Unix
+/// systems cannot tell. Returns the OS names removed. On Windows only records
+/// are cleaned: the OS already freed the mappings.
 ///
 /// # Errors
-/// OS errors reading the records.
+/// OS errors reading the records or removing an object.
 pub fn gc() -> io::Result<Vec<String>> {
-    let mut removed = Vec::new();
-    for e in registry::entries()? {
-        if e.alive || e.kept {
-            continue;
-        }
-        if sys::shm::REMOVABLE {
-            match e.kind.unwrap_or(Kind::Segment).remove(&e.os_name) {
-                Ok(()) => removed.push(e.os_name.clone()),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err),
-            }
-        }
-        registry::forget(&e.os_name);
-    }
-    Ok(removed)
+    registry::gc()
 }

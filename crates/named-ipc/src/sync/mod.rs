@@ -16,9 +16,22 @@
 //! `WAIT_ABANDONED`, Linux `EOWNERDEAD`): the data it protects may be half
 //! updated, so check and repair it.
 //!
-//! **Lifetime** is as for segments: on Unix the creator's drop removes the name
-//! (unless [`set_remove_on_drop(false)`](NamedMutex::set_remove_on_drop)); on
-//! Windows the object lives while any process holds it.
+//! **Lifetime** is as for segments: on Unix the creator's drop removes the
+//! object it created, if the name still holds it (unless
+//! [`set_remove_on_drop(false)`](NamedMutex::set_remove_on_drop)); on Windows
+//! the object lives while any process holds it.
+//!
+//! **Pulses.** `set(); reset();` on a manual-reset [`NamedEvent`] releases
+//! every thread, in every process, that was waiting when it was set — Windows
+//! semantics, kept on Unix with a generation count.
+//!
+//! **Timeouts** run on the monotonic clock: changing the wall clock does not
+//! change them.
+//!
+//! **ABI.** On Unix the object's header records the binary interface of what
+//! follows (CPU, C library, pointer width, `pthread_mutex_t` size and
+//! alignment); a process built for another one gets
+//! [`ErrorKind::VersionMismatch`] instead of a mutex it would misread.
 //!
 //! # Examples
 //! ```no_run
@@ -58,32 +71,47 @@ struct Ownership {
 }
 
 impl Ownership {
-    fn new(os_name: &str, kind: Kind, created: bool, name: &str) -> Result<Ownership> {
-        let owner = if created {
-            Some(registry::register(os_name, kind, 0).map_err(|e| {
-                Error::from_io(
-                    e,
-                    name,
-                    &format!("cannot record the owner of {} {name:?}", kind.as_str()),
-                    "",
-                )
-            })?)
-        } else {
-            None
+    /// Creates or opens the object of `kind` with `open` (which returns it, its
+    /// identity and whether it was created), holding the name lock while it
+    /// might be created so that its owner record is written before anyone can
+    /// see it (see `registry`). If the record cannot be written, the object
+    /// just created is removed again and the error returned.
+    fn establish<T>(
+        os_name: &str,
+        kind: Kind,
+        create: Create,
+        name: &str,
+        open: impl FnOnce() -> Result<(T, Option<sys::ObjectId>, bool)>,
+    ) -> Result<(T, Ownership)> {
+        let what = || format!("cannot create {} {name:?} ({os_name})", kind.as_str());
+        let creation = match create {
+            Create::Open => None,
+            _ => Some(registry::begin(os_name).map_err(|e| Error::from_io(e, name, &what(), ""))?),
         };
-        Ok(Ownership {
-            owner,
-            remove_on_drop: true,
-        })
+        let (object, id, created) = open()?;
+        let owner = match (&creation, created) {
+            (Some(c), true) => match c.commit(kind, 0, id) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    drop(object);
+                    c.abandon(kind, os_name, id);
+                    return Err(Error::from_io(e, name, &what(), ""));
+                }
+            },
+            _ => None,
+        };
+        Ok((
+            object,
+            Ownership {
+                owner,
+                remove_on_drop: true,
+            },
+        ))
     }
 
-    fn finish(&mut self, os_name: &str, remove: impl FnOnce(&str) -> std::io::Result<()>) {
+    fn finish(&mut self, os_name: &str) {
         if let Some(owner) = self.owner.take() {
-            let remove_now = self.remove_on_drop && sys::shm::REMOVABLE;
-            if remove_now {
-                let _ = remove(os_name);
-            }
-            owner.finish(!remove_now && sys::shm::REMOVABLE);
+            owner.finish(os_name, registry::End::on_drop(self.remove_on_drop));
         }
     }
 }
@@ -110,16 +138,19 @@ impl fmt::Debug for NamedMutex {
 
 impl Drop for NamedMutex {
     fn drop(&mut self) {
-        self.own.finish(&self.os_name, sys::sync::remove_mutex);
+        self.own.finish(&self.os_name);
     }
 }
 
 impl NamedMutex {
     fn with(name: &str, create: Create) -> Result<NamedMutex> {
         let os_name = sys::shm::resolve(name, "mutex")?;
-        let (inner, created) =
-            sys::sync::Mutex::open(name, &os_name, create, &Security::OwnerOnly)?;
-        let own = Ownership::new(&os_name, Kind::Mutex, created, name)?;
+        let (inner, own) = Ownership::establish(&os_name, Kind::Mutex, create, name, || {
+            let (m, created) =
+                sys::sync::Mutex::open(name, &os_name, create, &Security::OwnerOnly)?;
+            let id = m.identity();
+            Ok((m, id, created))
+        })?;
         Ok(NamedMutex {
             inner,
             name: name.to_owned(),
@@ -141,8 +172,10 @@ impl NamedMutex {
     /// Opens existing mutex `name`.
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidInput`] or
-    /// [`ErrorKind::VersionMismatch`] if the name holds something else.
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidInput`] if the name holds
+    /// something else; [`ErrorKind::VersionMismatch`] (Unix) if it was made by
+    /// another named-ipc layout version or by a process with another C ABI
+    /// (CPU, C library, pointer width).
     #[doc(alias = "OpenMutex")]
     pub fn open(name: &str) -> Result<NamedMutex> {
         NamedMutex::with(name, Create::Open)
@@ -306,7 +339,7 @@ impl fmt::Debug for NamedEvent {
 
 impl Drop for NamedEvent {
     fn drop(&mut self) {
-        self.own.finish(&self.os_name, sys::sync::remove_event);
+        self.own.finish(&self.os_name);
     }
 }
 
@@ -318,15 +351,18 @@ impl NamedEvent {
         initially_set: bool,
     ) -> Result<NamedEvent> {
         let os_name = sys::shm::resolve(name, "event")?;
-        let (inner, created) = sys::sync::Event::open(
-            name,
-            &os_name,
-            create,
-            &Security::OwnerOnly,
-            mode == EventMode::ManualReset,
-            initially_set,
-        )?;
-        let own = Ownership::new(&os_name, Kind::Event, created, name)?;
+        let (inner, own) = Ownership::establish(&os_name, Kind::Event, create, name, || {
+            let (e, created) = sys::sync::Event::open(
+                name,
+                &os_name,
+                create,
+                &Security::OwnerOnly,
+                mode == EventMode::ManualReset,
+                initially_set,
+            )?;
+            let id = e.identity();
+            Ok((e, id, created))
+        })?;
         Ok(NamedEvent {
             inner,
             name: name.to_owned(),
@@ -404,7 +440,9 @@ impl NamedEvent {
         self.inner.set().map_err(|e| self.io("set", e))
     }
 
-    /// Clears the event (`ResetEvent`).
+    /// Clears the event (`ResetEvent`). Threads that were waiting on a
+    /// manual-reset event when it was last set are released even if it is
+    /// reset before they run.
     ///
     /// # Errors
     /// OS errors.

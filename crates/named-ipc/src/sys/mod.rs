@@ -100,6 +100,17 @@ pub(crate) enum Accept<S> {
     Interrupted,
 }
 
+/// Which object a name or descriptor refers to: device and inode on Unix (for
+/// POSIX shm on Linux and FreeBSD, for files everywhere); volume serial number
+/// and file index for Windows files. Two different live objects never share
+/// one; an inode number can only come back after the object is freed (tmpfs
+/// counts inodes up, so that takes 2^32 creations on one file system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ObjectId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
 /// How to treat an existing object of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Create {

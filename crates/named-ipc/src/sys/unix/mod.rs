@@ -19,6 +19,7 @@ pub(crate) mod shm;
 pub(crate) mod sync;
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, Stat};
@@ -149,6 +150,47 @@ pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
 
 pub(crate) fn lstat(path: &Path) -> io::Result<Stat> {
     Ok(rustix::fs::lstat(path)?)
+}
+
+// `dev_t` and `ino_t` are u64 on Linux but not everywhere (macOS: i32 dev_t).
+#[allow(clippy::unnecessary_cast)]
+fn stat_id(st: &Stat) -> crate::sys::ObjectId {
+    crate::sys::ObjectId {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    }
+}
+
+/// The identity of an open file or object (`fstat`). `None` when the OS
+/// reports no inode for it (macOS POSIX shm objects: `st_ino` is 0).
+pub(crate) fn fd_id(fd: &impl AsFd) -> io::Result<Option<crate::sys::ObjectId>> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_ino != 0).then(|| stat_id(&st)))
+}
+
+/// Opens (creating it if needed) a lock file of the owner registry. `None`
+/// would mean "being deleted, try again" (a Windows-only state).
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(Some)
+}
+
+/// Whether `path` still names the file `f` is open on (it may have been
+/// removed, or removed and created again, since `f` was opened).
+pub(crate) fn same_file(f: &std::fs::File, path: &Path) -> io::Result<bool> {
+    let st = match lstat(path) {
+        Ok(st) => st,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(fd_id(f)? == Some(stat_id(&st)))
 }
 
 /// The directory of owner records (see `crate::registry`), created private.

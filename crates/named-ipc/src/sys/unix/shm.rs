@@ -13,7 +13,7 @@ use rustix::shm::OFlags;
 use crate::error::{Error, ErrorKind, Result};
 use crate::name;
 use crate::shm::Protection;
-use crate::sys::{Backoff, Wait};
+use crate::sys::{Backoff, ObjectId, Wait};
 
 /// Longest POSIX shm name, leading `/` included.
 #[cfg(apple)]
@@ -361,6 +361,11 @@ impl Mapping {
         Mapping::new(fd, size, Protection::ReadWrite, backing)
     }
 
+    /// The identity of the object mapped (`None` where the OS does not tell).
+    pub(crate) fn identity(&self) -> Option<ObjectId> {
+        super::fd_id(&self.fd).ok().flatten()
+    }
+
     /// The segment's descriptor.
     pub(crate) fn fd(&self) -> &OwnedFd {
         &self.fd
@@ -452,6 +457,66 @@ pub(crate) fn list_objects() -> io::Result<Vec<(String, u64)>> {
         }
     }
     Ok(out)
+}
+
+/// The identity of the object now at `os_name` (`NotFound` if there is none;
+/// `None` if this OS does not tell, as on macOS).
+pub(crate) fn identity(os_name: &str) -> io::Result<Option<ObjectId>> {
+    let fd = shm_open(os_name, OFlags::RDONLY, Mode::empty())?;
+    super::fd_id(&fd)
+}
+
+/// A live process that has the object `id` mapped or open, if this OS lets us
+/// see it. Linux: every process of this user, through `/proc/PID/maps` and
+/// `/proc/PID/fd` (other users' processes cannot be inspected and are not
+/// seen). Elsewhere: always `None` (nothing can be seen).
+pub(crate) fn user_of(id: ObjectId) -> io::Result<Option<u32>> {
+    #[cfg(linux_like)]
+    {
+        proc_user_of(id)
+    }
+    #[cfg(not(linux_like))]
+    {
+        let _ = id;
+        Ok(None)
+    }
+}
+
+#[cfg(linux_like)]
+fn proc_user_of(id: ObjectId) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    // Linux's encoding of dev_t (see <sys/sysmacros.h>).
+    let major = ((id.dev >> 8) & 0xfff) | ((id.dev >> 32) & !0xfff);
+    let minor = (id.dev & 0xff) | ((id.dev >> 12) & !0xff);
+    let dev = format!("{major:02x}:{minor:02x}");
+    let ino = id.ino.to_string();
+    for ent in std::fs::read_dir("/proc")? {
+        let Ok(ent) = ent else { continue };
+        let Some(pid) = ent.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let dir = ent.path();
+        // A process we may not inspect, or that just ended, is skipped.
+        if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+            let mapped = maps.lines().any(|l| {
+                let mut f = l.split_ascii_whitespace().skip(3);
+                f.next() == Some(dev.as_str()) && f.next() == Some(ino.as_str())
+            });
+            if mapped {
+                return Ok(Some(pid));
+            }
+        }
+        if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(m) = std::fs::metadata(fd.path()) {
+                    if m.dev() == id.dev && m.ino() == id.ino {
+                        return Ok(Some(pid));
+                    }
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The size of the object `os_name`, without mapping it.

@@ -341,6 +341,55 @@ pub(crate) fn registry_dir() -> io::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// Opens (creating it if needed) a lock file of the owner registry. `None`:
+/// the file is being deleted (an open of a delete-pending file is denied), so
+/// try again shortly.
+pub(crate) fn open_lock_file(path: &std::path::Path) -> io::Result<Option<std::fs::File>> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Volume serial number and file index of an open file.
+fn file_id(f: &std::fs::File) -> io::Result<crate::sys::ObjectId> {
+    use windows_sys::Win32::Storage::FileSystem::{
+        GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION,
+    };
+    // SAFETY: all-zero is a valid BY_HANDLE_FILE_INFORMATION.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: f is an open file handle; info is a valid out-pointer.
+    cvt(unsafe { GetFileInformationByHandle(f.as_raw_handle(), &mut info) })?;
+    Ok(crate::sys::ObjectId {
+        dev: u64::from(info.dwVolumeSerialNumber),
+        ino: (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
+    })
+}
+
+/// Whether `path` still names the file `f` is open on.
+pub(crate) fn same_file(f: &std::fs::File, path: &std::path::Path) -> io::Result<bool> {
+    let other = match std::fs::File::open(path) {
+        Ok(o) => o,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(file_id(f)? == file_id(&other)?)
+}
+
 /// No cross-process futex on Windows (`WaitOnAddress` is per process): the
 /// bench uses events there; this only sleeps briefly.
 #[cfg(feature = "bench-support")]

@@ -72,6 +72,17 @@ pub(crate) fn unlink(_os_name: &str) -> io::Result<()> {
     ))
 }
 
+/// Windows objects die with their last handle and are never removed by name,
+/// so their identity is never needed.
+pub(crate) fn identity(_os_name: &str) -> io::Result<Option<crate::sys::ObjectId>> {
+    Ok(None)
+}
+
+/// Not needed on Windows: nothing is removed by name.
+pub(crate) fn user_of(_id: crate::sys::ObjectId) -> io::Result<Option<u32>> {
+    Ok(None)
+}
+
 /// Windows has no portable way to enumerate sections; only our records list.
 pub(crate) fn list_objects() -> io::Result<Vec<(String, u64)>> {
     Ok(Vec::new())
@@ -203,6 +214,11 @@ fn split(size: u64) -> (u32, u32) {
 }
 
 impl Mapping {
+    /// See [`identity`].
+    pub(crate) fn identity(&self) -> Option<crate::sys::ObjectId> {
+        None
+    }
+
     /// Creates the section `os_name` of `size` bytes. `exclusive`: fail with
     /// `AlreadyExists` if it exists. Returns whether we created it.
     fn create_section(

@@ -103,6 +103,11 @@ pub(crate) fn remove_event(_os_name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Windows objects are never removed by name: their identity is not needed.
+pub(crate) fn mutex_identity(_os_name: &str) -> io::Result<Option<crate::sys::ObjectId>> {
+    Ok(None)
+}
+
 // --------------------------------------------------------------------- mutex --
 
 pub(crate) struct Mutex {
@@ -145,6 +150,11 @@ impl Mutex {
         };
         let (h, created) = named_result(h, name, os_name, "mutex", create)?;
         Ok((Mutex { h }, created))
+    }
+
+    /// See [`mutex_identity`].
+    pub(crate) fn identity(&self) -> Option<crate::sys::ObjectId> {
+        None
     }
 
     pub(crate) fn lock(&self, wait: Wait) -> io::Result<(Locked, MutexGuard<'_>)> {
@@ -201,6 +211,11 @@ impl Event {
 
     pub(crate) fn is_manual(&self) -> bool {
         self.manual
+    }
+
+    /// See [`mutex_identity`].
+    pub(crate) fn identity(&self) -> Option<crate::sys::ObjectId> {
+        None
     }
 
     pub(crate) fn set(&self) -> io::Result<()> {
