@@ -7,8 +7,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::pipe::{pipe_with, PipeFlags};
-
 pub(crate) struct Flag {
     read: OwnedFd,
     write: OwnedFd,
@@ -17,7 +15,21 @@ pub(crate) struct Flag {
 
 impl Flag {
     pub(crate) fn new() -> io::Result<Flag> {
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        #[cfg(not(apple))]
+        let (read, write) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )?;
+        // No pipe2 on macOS: set the flags right after (only our own threads
+        // could fork in between, and this runs when a listener is created).
+        #[cfg(apple)]
+        let (read, write) = {
+            let (r, w) = rustix::pipe::pipe()?;
+            for fd in [&r, &w] {
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+                rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
+            }
+            (r, w)
+        };
         Ok(Flag {
             read,
             write,

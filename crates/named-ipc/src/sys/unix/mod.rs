@@ -9,8 +9,8 @@
 pub(crate) mod affinity;
 #[cfg(not(loom))]
 pub(crate) mod channel;
-#[allow(unsafe_code)]
 pub(crate) mod flag;
+#[allow(unsafe_code)]
 pub(crate) mod futex;
 pub(crate) mod pipe;
 #[allow(unsafe_code)]
