@@ -1,7 +1,8 @@
 //! Fuzzes the u32-LE frame decoder with bytes another process could send.
 //!
-//! Input: byte 0 picks the size limit, byte 1 the chunk size the stream is cut
-//! into, the rest is the stream. Checked: no panic; no frame over the limit;
+//! Input: byte 0 picks the size limit (255: 4 GiB − 1, the largest the wire
+//! carries; 254: 1 GiB; else byte × 16), byte 1 the chunk size the stream is
+//! cut into, the rest is the stream. Checked: no panic; no frame over the limit;
 //! frames account for no more bytes than were pushed; errors are the documented
 //! kinds and permanent; and re-encoding the frames decoded reproduces the prefix
 //! of the input they came from.
@@ -16,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
         return;
     }
-    let max = u32::from(data[0]) * 16;
+    let max = match data[0] {
+        255 => u32::MAX,
+        254 => 1 << 30,
+        m => u32::from(m) * 16,
+    };
     let cut = usize::from(data[1]).max(1);
     let stream = &data[2..];
     let mut d = FrameDecoder::new(max);

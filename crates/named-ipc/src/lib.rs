@@ -97,6 +97,12 @@ pub use security::Security;
 #[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]
 pub mod fuzz_support {
+    /// The frame decoder driven by scatter reads (the socket path), with
+    /// limits up to 4 GiB − 1.
+    pub fn frame_reader(data: &[u8]) {
+        crate::proto::frame::fuzz(data)
+    }
+
     /// The channel's handshake message and segment header.
     pub fn channel_header(data: &[u8]) {
         crate::channel::fuzz_header(data)

@@ -1,6 +1,6 @@
 //! A message channel over shared memory: the fast path for when a pipe's
 //! kernel round trip per message is too slow. Same message API as
-//! [`PipeStream`].
+//! [`PipeStream`](crate::pipe::PipeStream).
 //!
 //! A server binds a name ([`ShmListener::bind`]); clients connect
 //! ([`ShmStream::connect`]). The rendezvous is a named pipe; each connection then
@@ -104,7 +104,7 @@ pub(crate) fn fuzz_ring(data: &[u8]) {
     bytes.resize(cap, 0);
     let ctl = Box::new(ring::Control::new());
     // Small tails exercise real records; large ones the position checks.
-    let tail = if data[9] % 2 == 0 {
+    let tail = if data[9].is_multiple_of(2) {
         tail % (2 * cap as u64)
     } else {
         tail

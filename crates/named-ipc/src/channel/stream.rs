@@ -106,7 +106,7 @@ impl ShmStream {
     /// The peer's process id.
     ///
     /// # Errors
-    /// As for [`PipeStream::peer_pid`].
+    /// As for [`PipeStream::peer_pid`](crate::pipe::PipeStream::peer_pid).
     pub fn peer_pid(&self) -> io::Result<u32> {
         self.inner.pipe.peer_pid()
     }
@@ -114,7 +114,7 @@ impl ShmStream {
     /// The user the peer runs as.
     ///
     /// # Errors
-    /// As for [`PipeStream::peer_user`].
+    /// As for [`PipeStream::peer_user`](crate::pipe::PipeStream::peer_user).
     pub fn peer_user(&self) -> io::Result<UserId> {
         self.inner.pipe.peer_user()
     }

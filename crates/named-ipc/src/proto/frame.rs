@@ -427,8 +427,124 @@ impl Decoder {
     }
 }
 
+/// A source like a nonblocking socket, for tests and fuzzing: reads are cut
+/// at sizes cycling through `cuts`, with `WouldBlock` between them.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod scatter {
+    use super::{Source, Targets};
+    use std::io;
+
+    pub(crate) struct Scatter {
+        pub(crate) data: Vec<u8>,
+        pub(crate) pos: usize,
+        pub(crate) cuts: Vec<usize>,
+        pub(crate) k: usize,
+        pub(crate) block_next: bool,
+    }
+
+    impl Scatter {
+        fn next_len(&mut self) -> io::Result<usize> {
+            if self.block_next {
+                self.block_next = false;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.block_next = true;
+            let n = self.cuts[self.k % self.cuts.len()];
+            self.k += 1;
+            Ok(n.min(self.data.len() - self.pos))
+        }
+
+        fn take(&mut self, dst: &mut [u8]) -> usize {
+            let n = dst.len().min(self.data.len() - self.pos);
+            dst[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            n
+        }
+    }
+
+    impl Source for Scatter {
+        fn read_targets(&mut self, t: &mut Targets<'_>) -> io::Result<usize> {
+            let mut budget = self.next_len()?;
+            let h = budget.min(t.head.len());
+            let got = self.take(&mut t.head[..h]);
+            budget -= got;
+            let mut total = got;
+            if got == t.head.len() {
+                let d = budget.min(t.direct_max);
+                let mut tmp = vec![0; d];
+                let got = self.take(&mut tmp);
+                t.direct.extend_from_slice(&tmp[..got]);
+                budget -= got;
+                total += got;
+                if got == t.direct_max {
+                    let a = budget.min(t.ahead.len());
+                    total += self.take(&mut t.ahead[..a]);
+                }
+            }
+            Ok(total)
+        }
+
+        fn read_slice(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.next_len()?.min(buf.len());
+            Ok(self.take(&mut buf[..n]))
+        }
+    }
+}
+
+/// Fuzzing entry: the decoder driven through [`Targets`] by a scatter source
+/// cut where the input says, with a caller buffer of any capacity, and a
+/// limit up to 4 GiB − 1 (so announced lengths far beyond the input are
+/// exercised: the buffer must grow only with what arrives).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let max = match data[0] {
+        255 => u32::MAX,
+        254 => 1 << 30,
+        m => u32::from(m) * 64,
+    };
+    let cuts = vec![usize::from(data[1]).max(1), usize::from(data[2]) * 37 + 1];
+    let cap = usize::from(data[3]) * 97;
+    let stream = data[4..].to_vec();
+    let total = stream.len();
+    let mut src = scatter::Scatter {
+        data: stream,
+        pos: 0,
+        cuts,
+        k: 0,
+        block_next: false,
+    };
+    let mut d = Decoder::new("fuzz", max);
+    let mut v = Vec::with_capacity(cap);
+    let mut seen = 0usize;
+    for _ in 0..100_000 {
+        match d.recv_into(&mut src, &mut v) {
+            Ok(Some(n)) => {
+                assert!(n <= max as usize && n == v.len());
+                seen += 4 + n;
+                assert!(seen <= total);
+            }
+            Ok(None) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                assert!(matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ));
+                break;
+            }
+        }
+        // Growth follows arrivals: never more than twice what arrived (plus
+        // the caller's own capacity and one growth step).
+        assert!(v.capacity() <= cap.max(2 * (total + GROW_MIN)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::scatter::Scatter;
     use super::*;
     use crate::proto::send::Outgoing;
     use std::io::Cursor;
@@ -550,64 +666,6 @@ mod tests {
             s.extend_from_slice(&buf[..n]);
         }
         assert_eq!(s, b"abcd");
-    }
-
-    /// A scatter source like a socket: reads are cut at `cuts`, with
-    /// `WouldBlock` between them.
-    struct Scatter {
-        data: Vec<u8>,
-        pos: usize,
-        cuts: Vec<usize>,
-        k: usize,
-        block_next: bool,
-    }
-
-    impl Scatter {
-        fn next_len(&mut self) -> io::Result<usize> {
-            if self.block_next {
-                self.block_next = false;
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.block_next = true;
-            let n = self.cuts[self.k % self.cuts.len()];
-            self.k += 1;
-            Ok(n.min(self.data.len() - self.pos))
-        }
-
-        fn take(&mut self, dst: &mut [u8]) -> usize {
-            let n = dst.len().min(self.data.len() - self.pos);
-            dst[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-            self.pos += n;
-            n
-        }
-    }
-
-    impl Source for Scatter {
-        fn read_targets(&mut self, t: &mut Targets<'_>) -> io::Result<usize> {
-            let mut budget = self.next_len()?;
-            let h = budget.min(t.head.len());
-            let got = self.take(&mut t.head[..h]);
-            budget -= got;
-            let mut total = got;
-            if got == t.head.len() {
-                let d = budget.min(t.direct_max);
-                let mut tmp = vec![0; d];
-                let got = self.take(&mut tmp);
-                t.direct.extend_from_slice(&tmp[..got]);
-                budget -= got;
-                total += got;
-                if got == t.direct_max {
-                    let a = budget.min(t.ahead.len());
-                    total += self.take(&mut t.ahead[..a]);
-                }
-            }
-            Ok(total)
-        }
-
-        fn read_slice(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.next_len()?.min(buf.len());
-            Ok(self.take(&mut buf[..n]))
-        }
     }
 
     proptest::proptest! {
