@@ -733,3 +733,41 @@ fn a_timed_send_to_a_briefly_busy_server_completes() {
         drop(server.join().unwrap());
     });
 }
+
+/// Read timeouts are applied by the socket itself where that saves system
+/// calls (Unix: `SO_RCVTIMEO`); setting them, changing them and clearing them
+/// must keep their meaning: a timed-out receive loses nothing, and after the
+/// timeout is cleared a receive waits as long as it takes.
+#[test]
+fn read_timeouts_can_be_set_changed_and_cleared() {
+    with_watchdog("read timeouts", || {
+        let (s, c) = local_pair(PipeMode::Message, 1 << 20);
+        c.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        let t = Instant::now();
+        assert_eq!(c.recv().unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(25));
+        c.set_read_timeout(Some(Duration::from_millis(60))).unwrap();
+        let t = Instant::now();
+        assert_eq!(c.recv().unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(55));
+        // Cleared: a slow sender is waited for, however slow.
+        c.set_read_timeout(None).unwrap();
+        let sender = std::thread::spawn(move || {
+            // An injected delay longer than every timeout set above.
+            std::thread::sleep(Duration::from_millis(300));
+            s.send(b"late").unwrap();
+            s
+        });
+        assert_eq!(c.recv().unwrap().unwrap(), b"late");
+        let s = sender.join().unwrap();
+        // A write timeout likewise: a full socket times out cleanly, and
+        // cleared, a send waits for the reader.
+        s.set_write_timeout(Some(Duration::from_millis(30)))
+            .unwrap();
+        let big = payload(7, 8 << 20);
+        match s.send(&big) {
+            Ok(()) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+        }
+    });
+}

@@ -91,10 +91,12 @@ pub(crate) fn notify<L: Link + ?Sized>(l: &L, bell: &Bell, index: usize) {
 }
 
 /// The one wait loop: runs `attempt` until it yields, spinning first and then
-/// sleeping on `bell`, watching the deadline and the peer.
+/// sleeping on `bell`, watching the deadline and the peer. The clock is read
+/// only once the first attempt failed (an `After` wait is anchored then), so
+/// a timeout costs nothing while nothing has to wait.
 pub(crate) fn wait_on<T, L: Link + ?Sized>(
     l: &L,
-    wait: Wait,
+    wait: &mut Wait,
     bell: &Bell,
     bell_index: usize,
     mut attempt: impl FnMut() -> io::Result<Option<T>>,
@@ -102,9 +104,10 @@ pub(crate) fn wait_on<T, L: Link + ?Sized>(
     if let Some(v) = attempt()? {
         return Ok(v);
     }
-    if wait == Wait::Never {
+    if *wait == Wait::Never {
         return Err(io::ErrorKind::WouldBlock.into());
     }
+    let wait = wait.anchor();
     let spin = l.spin();
     if !spin.is_zero() {
         let start = Instant::now();
@@ -173,7 +176,7 @@ pub(crate) fn push<M: Memory, L: Link + ?Sized>(
     l: &L,
     piece: &[u8],
     more: bool,
-    wait: Wait,
+    wait: &mut Wait,
 ) -> io::Result<()> {
     let bells = l.bells();
     let ctl = p.control();
@@ -194,7 +197,7 @@ pub(crate) fn reserve<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
     len: usize,
-    wait: Wait,
+    wait: &mut Wait,
 ) -> io::Result<Reservation> {
     let ctl = p.control();
     wait_on(l, wait, &ctl.space.0, l.bells().tx_space, || {
@@ -274,7 +277,7 @@ pub(crate) fn step<M: Memory, L: Link + ?Sized>(
     st: &mut RecvState,
     l: &L,
     out: &mut Vec<u8>,
-    wait: Wait,
+    wait: &mut Wait,
 ) -> io::Result<Option<Step>> {
     let mut records = 0u32;
     loop {
@@ -300,8 +303,8 @@ pub(crate) fn step<M: Memory, L: Link + ?Sized>(
         }
         records += 1;
         if records.is_multiple_of(RECORDS_PER_DEADLINE_CHECK)
-            && matches!(wait, Wait::Until(_))
-            && wait.remaining().is_some_and(|left| left.is_zero())
+            && matches!(wait, Wait::After(_) | Wait::Until(_))
+            && wait.anchor().is_expired()
         {
             return Err(wait.expired_error());
         }
@@ -320,8 +323,11 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
 ) -> io::Result<Option<usize>> {
     st.begin(out)?;
     let ctl = c.control();
-    let r = wait_on(l, wait, &ctl.data.0, l.bells().rx_data, || {
-        step(c, st, l, out, wait)
+    // The wait loop and the step's own deadline check (for a producer that
+    // never lets it wait) each anchor their copy of the wait.
+    let (mut outer, mut inner) = (wait, wait);
+    let r = wait_on(l, &mut outer, &ctl.data.0, l.bells().rx_data, || {
+        step(c, st, l, out, &mut inner)
     });
     match r {
         Ok(Step::Message) => Ok(Some(out.len())),
@@ -398,7 +404,7 @@ mod loom_tests {
     }
 
     impl Sink for RingSink<'_, '_> {
-        fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+        fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
             let (piece, more) = out.next_piece(self.p.max_chunk());
             push(self.p, &Sleeper, piece, more, wait)?;
             Ok(piece.len())

@@ -58,9 +58,13 @@ impl RxEnd {
             let RxEnd { c, st, inner, .. } = self;
             let inner = &**inner;
             let ctl = c.control();
-            let first = flow::wait_on(inner, wait, &ctl.data.0, inner.bells.rx_data, || {
-                flow::next_record(c, st, inner)
-            })?;
+            let first = flow::wait_on(
+                inner,
+                &mut { wait },
+                &ctl.data.0,
+                inner.bells.rx_data,
+                || flow::next_record(c, st, inner),
+            )?;
             let Some(r) = first else {
                 return st.end_of_stream(Some(0)).map(|_| None);
             };

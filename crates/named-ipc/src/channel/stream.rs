@@ -187,7 +187,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> io::Result<()> {
-        lock(&self.tx).send(msg, Wait::timeout(Some(timeout)))
+        lock(&self.tx).send(msg, Wait::after(Some(timeout)))
     }
 
     /// Writes a `len`-byte message directly into the ring: `fill` gets a view
@@ -254,7 +254,7 @@ impl ShmStream {
     /// # Errors
     /// As for [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
-        lock(&self.rx).recv_vec(Wait::timeout(Some(timeout)))
+        lock(&self.rx).recv_vec(Wait::after(Some(timeout)))
     }
 
     /// Receives one message and hands `f` a view of it in place, without
@@ -317,7 +317,7 @@ impl ShmSender {
     /// # Errors
     /// As for [`ShmStream::send`].
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> io::Result<()> {
-        self.tx.send(msg, Wait::timeout(Some(timeout)))
+        self.tx.send(msg, Wait::after(Some(timeout)))
     }
 
     /// See [`ShmStream::send_with`].
@@ -403,7 +403,7 @@ impl ShmReceiver {
     /// # Errors
     /// As for [`ShmStream::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
-        self.rx.recv_vec(Wait::timeout(Some(timeout)))
+        self.rx.recv_vec(Wait::after(Some(timeout)))
     }
 
     /// See [`ShmStream::recv_with`].

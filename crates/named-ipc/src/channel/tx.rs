@@ -31,7 +31,7 @@ struct RingSink<'a> {
 }
 
 impl Sink for RingSink<'_> {
-    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
         let (piece, more) = out.next_piece(self.p.max_chunk());
         flow::push(self.p, self.inner, piece, more, wait)?;
         Ok(piece.len())
@@ -100,7 +100,7 @@ impl TxEnd {
                 ),
             ));
         }
-        let r = flow::reserve(&mut self.p, &*self.inner, len, wait)?;
+        let r = flow::reserve(&mut self.p, &*self.inner, len, &mut { wait })?;
         let out = fill(&mut self.p.memory().view_mut(r.offset, len));
         flow::commit(&mut self.p, &*self.inner, r);
         Ok(out)

@@ -79,7 +79,7 @@ struct WriteSink<'a, W: ?Sized> {
 }
 
 impl<W: Write + ?Sized> Sink for WriteSink<'_, W> {
-    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
         let [a, b] = out.rest();
         let bufs = [io::IoSlice::new(a), io::IoSlice::new(b)];
         let bufs = if a.is_empty() {
@@ -100,7 +100,7 @@ impl<W: Write + ?Sized> Sink for WriteSink<'_, W> {
                 {
                     // The writer has its own timeouts; only the grace period
                     // (a deadline) is worth retrying for.
-                    let Wait::Until(t) = wait else { return Err(e) };
+                    let Wait::Until(t) = *wait else { return Err(e) };
                     let left = t.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(e);

@@ -119,7 +119,8 @@ impl Timing {
         }
         match slot.load(Ordering::Relaxed) {
             NO_TIMEOUT => Wait::Block,
-            ns => Wait::timeout(Some(Duration::from_nanos(ns))),
+            // The clock starts only if the call has to wait.
+            ns => Wait::After(Duration::from_nanos(ns)),
         }
     }
 
@@ -395,7 +396,8 @@ impl PipeStream {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timing.set_read(timeout)
+        self.timing.set_read(timeout)?;
+        self.inner.set_read_timeout(timeout)
     }
 
     /// Sets how long `send`/`write` may wait (`None`: forever).
@@ -403,7 +405,8 @@ impl PipeStream {
     /// # Errors
     /// `InvalidInput` for a zero duration.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timing.set_write(timeout)
+        self.timing.set_write(timeout)?;
+        self.inner.set_write_timeout(timeout)
     }
 
     /// The read timeout.

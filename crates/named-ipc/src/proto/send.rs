@@ -128,8 +128,10 @@ pub(crate) fn encode_header(len: usize) -> io::Result<[u8; HEADER_LEN]> {
 pub(crate) trait Sink {
     /// Hands over some of what is left of `out` (the first bytes of
     /// `out.rest()`), waiting per `wait`; returns how many. `WouldBlock` or
-    /// `TimedOut` when the wait ran out with nothing handed over.
-    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize>;
+    /// `TimedOut` when the wait ran out with nothing handed over. A sink that
+    /// starts waiting anchors `wait` ([`Wait::anchor`]), so the writes of one
+    /// send share one deadline.
+    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize>;
 
     /// The sending side was poisoned: close the sending direction so the peer
     /// sees the stream end (errors are ignored: it is already failing).
@@ -206,7 +208,7 @@ impl SendState {
         let mut wait = wait;
         let mut grace = false;
         while !out.is_done() {
-            match sink.write(out, wait) {
+            match sink.write(out, &mut wait) {
                 Ok(0) if out.len() > out.sent() => {
                     let e = io::Error::new(io::ErrorKind::WriteZero, "the transport took no bytes");
                     return Err(self.abort(sink, out, e));
@@ -251,7 +253,8 @@ mod tests {
     }
 
     impl Sink for Script {
-        fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+        fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
+            let wait = *wait;
             self.waits.push(wait);
             let k = self.take.get(self.i).copied().unwrap_or(usize::MAX);
             self.i += 1;

@@ -41,6 +41,11 @@ pub(crate) enum Wait {
     Block,
     /// Not at all: `WouldBlock` if it cannot complete now.
     Never,
+    /// At most this long from the moment the call first has to wait: a
+    /// timeout that costs nothing (not even reading the clock) while the call
+    /// never waits. [`anchor`](Self::anchor) turns it into `Until` when the
+    /// waiting starts; a call that waits more than once must anchor first.
+    After(Duration),
     /// Until this instant: `TimedOut` after it.
     Until(Instant),
 }
@@ -56,11 +61,28 @@ impl Wait {
         }
     }
 
-    /// Time left, `None` for `Block`; zero once the deadline has passed.
+    /// `After(d)` (the clock is read only if the call has to wait), or
+    /// `Block` if `d` is `None`.
+    pub(crate) fn after(d: Option<Duration>) -> Wait {
+        d.map_or(Wait::Block, Wait::After)
+    }
+
+    /// Starts the clock of an `After` wait (it becomes `Until`), and returns
+    /// the wait. Other waits are unchanged.
+    pub(crate) fn anchor(&mut self) -> Wait {
+        if let Wait::After(d) = *self {
+            *self = Wait::timeout(Some(d));
+        }
+        *self
+    }
+
+    /// Time left, `None` for `Block`; zero once the deadline has passed. For
+    /// `After`, all of it: the clock has not started.
     pub(crate) fn remaining(self) -> Option<Duration> {
         match self {
             Wait::Block => None,
             Wait::Never => Some(Duration::ZERO),
+            Wait::After(d) => Some(d),
             Wait::Until(t) => Some(t.saturating_duration_since(Instant::now())),
         }
     }
@@ -77,6 +99,15 @@ impl Wait {
             };
             ms.min(u128::from(u32::MAX - 1)) as u64
         })
+    }
+
+    /// Whether a deadline has passed (an `After` wait has not started yet).
+    pub(crate) fn is_expired(self) -> bool {
+        match self {
+            Wait::Until(t) => Instant::now() >= t,
+            Wait::Never => true,
+            Wait::Block | Wait::After(_) => false,
+        }
     }
 
     /// The error for a wait that ran out.

@@ -522,7 +522,10 @@ mod robust {
                 match wait {
                     Wait::Block => libc::pthread_mutex_lock(self.raw()),
                     Wait::Never => libc::pthread_mutex_trylock(self.raw()),
-                    Wait::Until(_) => timed_lock(self.raw(), wait),
+                    Wait::Until(_) | Wait::After(_) => {
+                        let mut wait = wait;
+                        timed_lock(self.raw(), wait.anchor())
+                    }
                 }
             };
             let guard = MutexGuard { m: self };

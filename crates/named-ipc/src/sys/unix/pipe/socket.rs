@@ -6,6 +6,7 @@ use std::io::{self, IoSlice};
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{
@@ -151,13 +152,36 @@ pub(super) fn poll_fd(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> io::
     }
 }
 
-/// Runs one socket call per `wait`: blocking, once without blocking, or
-/// polling for `events` until the deadline. `call(dontwait)` makes the call,
-/// with `MSG_DONTWAIT` when `dontwait`; `EINTR` retries it.
+/// One call's wait, and the timeout the socket itself applies in the
+/// call's direction (`SO_RCVTIMEO` / `SO_SNDTIMEO`, kept equal to the
+/// stream's read / write timeout).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadline {
+    pub(super) wait: Wait,
+    pub(super) kernel: Option<Duration>,
+}
+
+impl From<Wait> for Deadline {
+    fn from(wait: Wait) -> Deadline {
+        Deadline { wait, kernel: None }
+    }
+}
+
+/// Runs one socket call per `dl`. `call(dontwait)` makes the call, with
+/// `MSG_DONTWAIT` when `dontwait`; `EINTR` retries it.
+///
+/// - `Block`: one blocking call.
+/// - `Never`: one call that does not wait.
+/// - `After(d)` where the socket's own timeout is `d`: one blocking call,
+///   which the kernel ends after `d` — a timeout that costs no extra system
+///   call. The deadline is anchored for any further call of the same
+///   operation.
+/// - otherwise: the call without waiting first (no `poll` when the socket is
+///   ready), then `poll` until the deadline and call again.
 fn with_wait<T>(
     fd: BorrowedFd<'_>,
     events: PollFlags,
-    wait: Wait,
+    dl: &mut Deadline,
     mut call: impl FnMut(bool) -> io::Result<T>,
 ) -> io::Result<T> {
     let mut once = |dontwait: bool| loop {
@@ -166,16 +190,38 @@ fn with_wait<T>(
             r => return r,
         }
     };
-    match wait {
-        Wait::Block => once(false),
-        Wait::Never => once(true),
-        Wait::Until(_) => loop {
-            poll_fd(fd, events, wait)?;
-            match once(true) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+    let would_block = |e: &io::Error| e.kind() == io::ErrorKind::WouldBlock;
+    match dl.wait {
+        // With a socket timeout set, a blocking call can come back empty:
+        // `Block` means no deadline, so call again.
+        Wait::Block => loop {
+            match once(false) {
+                Err(e) if would_block(&e) && dl.kernel.is_some() => continue,
                 r => return r,
             }
         },
+        Wait::Never => once(true),
+        Wait::After(d) if dl.kernel == Some(d) => {
+            dl.wait.anchor();
+            match once(false) {
+                Err(e) if would_block(&e) => Err(dl.wait.expired_error()),
+                r => r,
+            }
+        }
+        Wait::After(_) | Wait::Until(_) => {
+            match once(true) {
+                Err(e) if would_block(&e) => {}
+                r => return r,
+            }
+            dl.wait.anchor();
+            loop {
+                poll_fd(fd, events, dl.wait)?;
+                match once(true) {
+                    Err(e) if would_block(&e) => continue,
+                    r => return r,
+                }
+            }
+        }
     }
 }
 
@@ -188,8 +234,8 @@ fn dontwait_recv(dontwait: bool) -> rustix::net::RecvFlags {
 }
 
 /// Receives into `buf`, waiting per `wait`.
-pub(super) fn recv_raw(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
-    with_wait(fd, PollFlags::IN, wait, |dontwait| {
+pub(super) fn recv_raw(fd: BorrowedFd<'_>, buf: &mut [u8], dl: &mut Deadline) -> io::Result<usize> {
+    with_wait(fd, PollFlags::IN, dl, |dontwait| {
         Ok(rustix::net::recv(fd, &mut *buf, dontwait_recv(dontwait))?.1)
     })
 }
@@ -206,10 +252,10 @@ pub(super) fn recv_raw(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> io::Re
 pub(super) unsafe fn recv_iov(
     fd: BorrowedFd<'_>,
     iov: &mut [libc::iovec],
-    wait: Wait,
+    dl: &mut Deadline,
 ) -> io::Result<usize> {
     let raw = fd.as_raw_fd();
-    with_wait(fd, PollFlags::IN, wait, |dontwait| {
+    with_wait(fd, PollFlags::IN, dl, |dontwait| {
         let r = if dontwait {
             // SAFETY: all-zero is a valid msghdr; we point it at `iov`.
             let mut m: libc::msghdr = unsafe { mem::zeroed() };
@@ -228,8 +274,10 @@ pub(super) unsafe fn recv_iov(
 
 /// Fills `buf` completely; the end of the stream first is `UnexpectedEof`.
 pub(super) fn recv_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8], wait: Wait) -> io::Result<()> {
+    let mut dl = Deadline::from(wait);
+    dl.wait.anchor();
     while !buf.is_empty() {
-        match recv_raw(fd, buf, wait)? {
+        match recv_raw(fd, buf, &mut dl)? {
             0 => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -244,8 +292,12 @@ pub(super) fn recv_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8], wait: Wait) -> 
 
 /// Sends from `bufs` (one `send`, or a gathering `sendmsg`), waiting per
 /// `wait`; returns how much the socket took.
-pub(super) fn send_raw(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
-    with_wait(fd, PollFlags::OUT, wait, |dontwait| {
+pub(super) fn send_raw(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    dl: &mut Deadline,
+) -> io::Result<usize> {
+    with_wait(fd, PollFlags::OUT, dl, |dontwait| {
         let flags = if dontwait {
             SEND_FLAGS | SendFlags::DONTWAIT
         } else {

@@ -6,14 +6,18 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use rustix::event::PollFlags;
 use rustix::io::Errno;
+use rustix::net::sockopt::Timeout;
 use rustix::net::Shutdown;
 
 use super::socket::{
-    poll_fd, recv_exact, recv_iov, recv_raw, send_raw, set_nonblocking, sockaddr, unix_socket, Addr,
+    poll_fd, recv_exact, recv_iov, recv_raw, send_raw, set_nonblocking, sockaddr, unix_socket,
+    Addr, Deadline,
 };
 use super::{ancillary, credentials};
 use crate::pipe::framing::{encode_header, Received, HEADER_LEN};
@@ -36,6 +40,18 @@ pub(crate) struct Stream {
     mode: PipeMode,
     rx: Mutex<Decoder>,
     tx: Mutex<SendState>,
+    /// The socket's `SO_RCVTIMEO` / `SO_SNDTIMEO` in nanoseconds (0: none),
+    /// kept equal to the stream's read / write timeout so that a receive or
+    /// send with that timeout is one blocking system call.
+    recv_timeout: AtomicU64,
+    send_timeout: AtomicU64,
+}
+
+fn load_timeout(slot: &AtomicU64) -> Option<Duration> {
+    match slot.load(Ordering::Relaxed) {
+        0 => None,
+        ns => Some(Duration::from_nanos(ns)),
+    }
 }
 
 /// The socket as a frame [`Source`]: one scatter read puts the missing
@@ -43,7 +59,7 @@ pub(crate) struct Stream {
 /// whatever follows into the read-ahead buffer.
 struct FdSource<'a> {
     fd: BorrowedFd<'a>,
-    wait: Wait,
+    dl: Deadline,
 }
 
 fn iovec(p: *mut u8, len: usize) -> libc::iovec {
@@ -66,7 +82,7 @@ impl Source for FdSource<'_> {
         // SAFETY: the iovecs describe `t.head`, the first `direct` bytes of
         // `t.direct`'s spare capacity and `t.ahead`, all writable and borrowed
         // for this call.
-        let n = unsafe { recv_iov(self.fd, &mut iov, self.wait) }?;
+        let n = unsafe { recv_iov(self.fd, &mut iov, &mut self.dl) }?;
         let got = n.saturating_sub(head).min(direct);
         // SAFETY: the kernel filled the iovecs in order, so `got` bytes of the
         // spare capacity right after the initialised part are initialised.
@@ -75,7 +91,7 @@ impl Source for FdSource<'_> {
     }
 
     fn read_slice(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        recv_raw(self.fd, buf, self.wait)
+        recv_raw(self.fd, buf, &mut self.dl)
     }
 }
 
@@ -83,20 +99,33 @@ impl Source for FdSource<'_> {
 /// large ones gathered (`sendmsg`) without copying the payload.
 struct FdSink<'a> {
     fd: BorrowedFd<'a>,
+    /// The socket's own send timeout.
+    kernel: Option<Duration>,
 }
 
 impl Sink for FdSink<'_> {
-    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
+        let mut dl = Deadline {
+            wait: *wait,
+            kernel: self.kernel,
+        };
         let [a, b] = out.rest();
-        if a.len() + b.len() <= SMALL_FRAME {
+        let r = if a.len() + b.len() <= SMALL_FRAME {
             let mut small = [0u8; SMALL_FRAME];
             small[..a.len()].copy_from_slice(a);
             small[a.len()..a.len() + b.len()].copy_from_slice(b);
             let one = [IoSlice::new(&small[..a.len() + b.len()])];
-            return send_raw(self.fd, &one, wait);
-        }
-        let bufs = [IoSlice::new(a), IoSlice::new(b)];
-        send_raw(self.fd, if a.is_empty() { &bufs[1..] } else { &bufs }, wait)
+            send_raw(self.fd, &one, &mut dl)
+        } else {
+            let bufs = [IoSlice::new(a), IoSlice::new(b)];
+            send_raw(
+                self.fd,
+                if a.is_empty() { &bufs[1..] } else { &bufs },
+                &mut dl,
+            )
+        };
+        *wait = dl.wait;
+        r
     }
 
     fn abort(&mut self) {
@@ -117,6 +146,8 @@ impl Stream {
             mode,
             rx: Mutex::new(Decoder::new(label.clone(), max_message)),
             tx: Mutex::new(SendState::new(label)),
+            recv_timeout: AtomicU64::new(0),
+            send_timeout: AtomicU64::new(0),
         }
     }
 
@@ -193,14 +224,53 @@ impl Stream {
     /// then closes the sending side (see [`crate::proto::send`]).
     pub(crate) fn send_msg(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
         let mut out = Outgoing::framed(msg)?;
-        let mut sink = FdSink { fd: self.raw() };
+        let mut sink = FdSink {
+            fd: self.raw(),
+            kernel: load_timeout(&self.send_timeout),
+        };
         lock(&self.tx).send(&mut sink, &mut out, wait)
+    }
+
+    /// A send's deadline, with the socket's own send timeout.
+    fn send_deadline(&self, wait: Wait) -> Deadline {
+        Deadline {
+            wait,
+            kernel: load_timeout(&self.send_timeout),
+        }
+    }
+
+    /// A receive's deadline, with the socket's own receive timeout.
+    fn recv_deadline(&self, wait: Wait) -> Deadline {
+        Deadline {
+            wait,
+            kernel: load_timeout(&self.recv_timeout),
+        }
+    }
+
+    /// Sets the socket's `SO_RCVTIMEO` to the stream's read timeout.
+    pub(crate) fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        rustix::net::sockopt::set_socket_timeout(&self.fd, Timeout::Recv, d)?;
+        let ns = d.map_or(0, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        self.recv_timeout.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets the socket's `SO_SNDTIMEO` to the stream's write timeout.
+    pub(crate) fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        rustix::net::sockopt::set_socket_timeout(&self.fd, Timeout::Send, d)?;
+        let ns = d.map_or(0, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        self.send_timeout.store(ns, Ordering::Relaxed);
+        Ok(())
     }
 
     pub(crate) fn recv_msg(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
         let mut src = FdSource {
             fd: self.raw(),
-            wait,
+            dl: self.recv_deadline(wait),
         };
         lock(&self.rx).recv_into(&mut src, out)
     }
@@ -212,18 +282,18 @@ impl Stream {
     ) -> io::Result<Option<Received>> {
         let mut src = FdSource {
             fd: self.raw(),
-            wait,
+            dl: self.recv_deadline(wait),
         };
         lock(&self.rx).recv_slice(&mut src, out, true)
     }
 
     pub(crate) fn read(&self, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
         match self.mode {
-            PipeMode::Byte => recv_raw(self.raw(), buf, wait),
+            PipeMode::Byte => recv_raw(self.raw(), buf, &mut self.recv_deadline(wait)),
             PipeMode::Message => {
                 let mut src = FdSource {
                     fd: self.raw(),
-                    wait,
+                    dl: self.recv_deadline(wait),
                 };
                 lock(&self.rx).read_payload(&mut src, buf)
             }
@@ -236,7 +306,7 @@ impl Stream {
         match self.mode {
             PipeMode::Byte => {
                 lock(&self.tx).check()?;
-                send_raw(self.raw(), bufs, wait)
+                send_raw(self.raw(), bufs, &mut self.send_deadline(wait))
             }
             PipeMode::Message => {
                 let msg: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
@@ -249,7 +319,11 @@ impl Stream {
         match self.mode {
             PipeMode::Byte => {
                 lock(&self.tx).check()?;
-                send_raw(self.raw(), &[IoSlice::new(buf)], wait)
+                send_raw(
+                    self.raw(),
+                    &[IoSlice::new(buf)],
+                    &mut self.send_deadline(wait),
+                )
             }
             PipeMode::Message => self.send_msg(buf, wait).map(|()| buf.len()),
         }
@@ -272,7 +346,11 @@ impl Stream {
         // The descriptor went with the first bytes; the rest is plain data.
         let mut sent = n;
         while sent < frame.len() {
-            sent += send_raw(self.raw(), &[IoSlice::new(&frame[sent..])], Wait::Block)?;
+            sent += send_raw(
+                self.raw(),
+                &[IoSlice::new(&frame[sent..])],
+                &mut self.send_deadline(Wait::Block),
+            )?;
         }
         Ok(())
     }

@@ -253,7 +253,13 @@ impl Stream {
     pub(crate) fn recv_msg(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
         let mut rx = lock(&self.rx);
         rx.st.begin(out)?;
+        let mut wait = wait;
+        let mut first = true;
         loop {
+            if !std::mem::take(&mut first) {
+                // A message in several reads: they share one deadline.
+                wait.anchor();
+            }
             if out.capacity() == out.len() {
                 let left = rx.st.total().map_or(4096, |t| t - out.len() as u64);
                 out.reserve((left as usize).clamp(1, GROW_MIN.max(out.len())));
@@ -336,10 +342,14 @@ impl Stream {
         if self.mode == PipeMode::Message {
             // Message bytes without boundaries; skip empty messages (a 0 would
             // read as end of stream). With a deadline, the loop ends with it.
+            let mut wait = wait;
             loop {
                 match self.recv_msg_slice(buf, wait)? {
                     None => return Ok(0),
-                    Some(r) if r.len == 0 && r.remaining == 0 && !buf.is_empty() => continue,
+                    Some(r) if r.len == 0 && r.remaining == 0 && !buf.is_empty() => {
+                        wait.anchor();
+                        continue;
+                    }
                     Some(r) => return Ok(r.len),
                 }
             }
@@ -410,6 +420,17 @@ impl Stream {
         }
     }
 
+    /// Windows waits per call (the overlapped operation's event), so the
+    /// handle keeps no timeout of its own.
+    pub(crate) fn set_read_timeout(&self, _d: Option<std::time::Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// See [`set_read_timeout`](Self::set_read_timeout).
+    pub(crate) fn set_write_timeout(&self, _d: Option<std::time::Duration>) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Writes complete within the calls that start them, so there is nothing
     /// left to push; this reports a sending side closed by a cut message.
     pub(crate) fn flush(&self, _wait: Wait) -> io::Result<()> {
@@ -460,7 +481,8 @@ struct MessageSink<'a> {
 }
 
 impl Sink for MessageSink<'_> {
-    fn write(&mut self, out: &Outgoing<'_>, wait: Wait) -> io::Result<usize> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
+        let wait = *wait;
         if out.sent() > 0 {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
