@@ -27,12 +27,13 @@ fn connect(name: &str) -> ShmStream {
 
 #[test]
 fn every_size_round_trips_including_messages_larger_than_the_ring() {
-    // A 4 KiB ring carries records of at most 1016 bytes: everything bigger is
-    // streamed in pieces.
+    // A 4 KiB ring: a copying send puts up to 1024 bytes (a quarter) in one
+    // record and streams anything bigger in pieces; in place, up to the ring
+    // size minus a header.
     let (_srv, name) = echo(4096);
     let c = connect(&name);
     let m = c.max_in_place();
-    assert_eq!(m, 4096 / 4 - 8);
+    assert_eq!(m, 4096 - 8);
     let sizes = [
         0,
         1,
@@ -42,6 +43,10 @@ fn every_size_round_trips_including_messages_larger_than_the_ring() {
         63,
         64,
         100,
+        1023,
+        1024,
+        1025,
+        2048,
         m - 1,
         m,
         m + 1,
@@ -462,7 +467,11 @@ fn a_send_stuck_part_way_closes_the_sending_side() {
         // The receiver sees the message cut, as an error, never as a message.
         let e = s.recv_timeout(STEP).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
-        assert!(e.to_string().contains("in the middle of a message"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("in the middle of a 20000-byte message"),
+            "{e}"
+        );
         // The other direction still works.
         s.send(b"still here").unwrap();
         assert_eq!(c.recv().unwrap().unwrap(), b"still here");
@@ -527,11 +536,12 @@ fn a_windows_server_keeps_its_handles_until_the_client_has_taken_them() {
     let name = unique("chan-ok");
     let mut srv = Peer::spawn(&["chan-hold", &name]);
     srv.expect("READY");
-    // A hand-made client: the hello of channel/header.rs, version 2.
+    // A hand-made client: the hello of channel/handshake.rs, version 3.
     let c = PipeStream::connect_timeout(&name, STEP).unwrap();
     let mut hi = b"NIPC-CL1".to_vec();
-    hi.extend_from_slice(&2u32.to_le_bytes());
+    hi.extend_from_slice(&3u32.to_le_bytes());
     hi.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    hi.extend_from_slice(&0u64.to_le_bytes());
     c.send(&hi).unwrap();
     c.set_read_timeout(Some(STEP)).unwrap();
     let hello = c.recv().unwrap().expect("the server's handshake");
@@ -587,5 +597,116 @@ fn a_silent_client_does_not_stall_accept_for_the_others() {
         let c2 = late.join().unwrap();
         s2.send(b"x").unwrap();
         assert_eq!(c2.recv_timeout(STEP).unwrap().unwrap(), b"x");
+    });
+}
+
+/// A client may ask for its ring size (the server grants up to its
+/// `max_capacity`), and a message written in place may fill the ring but
+/// for its header: a user who needs 1 MiB in place gets it.
+#[test]
+fn a_client_asks_for_its_ring_and_writes_up_to_all_of_it_in_place() {
+    with_watchdog("ring size", || {
+        let name = unique("ring");
+        let l = ChannelOptions::new()
+            .capacity(4096)
+            .max_capacity(2 << 20)
+            .bind(&name)
+            .unwrap();
+        let server = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                let s = l.accept_timeout(STEP).unwrap();
+                got.push(s.max_in_place());
+                // Echo in place until the client leaves.
+                while let Some(len) = s
+                    .recv_with(|m| {
+                        let v = m.to_vec();
+                        (v.len(), v)
+                    })
+                    .unwrap()
+                {
+                    let (n, v) = len;
+                    s.send_with(n, |buf| buf.copy_from_slice(&v)).unwrap();
+                }
+            }
+            got
+        });
+        let connect_with = |cap: Option<usize>| {
+            let mut o = ChannelOptions::new();
+            o.timeout(STEP);
+            if let Some(c) = cap {
+                o.capacity(c);
+            }
+            o.connect(&name).unwrap()
+        };
+        // Not asking: the server's size.
+        let c = connect_with(None);
+        assert_eq!(c.max_in_place(), 4096 - 8);
+        drop(c);
+        // Asking for 1 MiB: granted; a 1 MiB − 8 message goes in place.
+        let c = connect_with(Some(1 << 20));
+        assert_eq!(c.max_in_place(), (1 << 20) - 8);
+        let big = payload(11, (1 << 20) - 8);
+        c.send_with(big.len(), |buf| buf.copy_from_slice(&big))
+            .unwrap();
+        assert!(c.recv_with(|m| m.to_vec() == big).unwrap().unwrap());
+        // And after a small one, so the big one needs padding first.
+        c.send(b"small").unwrap();
+        assert_eq!(c.recv().unwrap().unwrap(), b"small");
+        c.send_with(big.len(), |buf| buf.copy_from_slice(&big))
+            .unwrap();
+        assert!(c.recv_with(|m| m.to_vec() == big).unwrap().unwrap());
+        drop(c);
+        // Asking for more than the server grants: bounded.
+        let c = connect_with(Some(64 << 20));
+        assert_eq!(c.max_in_place(), (2 << 20) - 8);
+        drop(c);
+        assert_eq!(
+            server.join().unwrap(),
+            vec![4096 - 8, (1 << 20) - 8, (2 << 20) - 8]
+        );
+    });
+}
+
+/// `recv_slice` reads a message into a buffer that may be too small: it says
+/// how much is left, the next call continues, and mixing it with `recv_into`
+/// loses nothing — for one-record messages and for messages of many records.
+#[test]
+fn recv_slice_reads_any_message_into_a_small_buffer_without_loss() {
+    with_watchdog("recv_slice", || {
+        let (s, c) = local_pair(4096);
+        let sizes = [0usize, 1, 10, 700, 1024, 1025, 3000, 4088, 9000, 50_000];
+        let sender = std::thread::spawn(move || {
+            for (i, n) in sizes.iter().enumerate() {
+                s.send(&payload(i as u64, *n)).unwrap();
+            }
+            s
+        });
+        for (i, n) in sizes.iter().enumerate() {
+            let want = payload(i as u64, *n);
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 333];
+            // Alternate: slices only, or one slice then recv_into the rest.
+            loop {
+                let r = c.recv_slice(&mut buf).unwrap().expect("a message");
+                got.extend_from_slice(&buf[..r.len]);
+                assert_eq!(
+                    r.remaining as usize,
+                    n - got.len(),
+                    "message {i} of {n} bytes"
+                );
+                if r.remaining == 0 {
+                    break;
+                }
+                if i % 2 == 1 {
+                    let rest = c.recv().unwrap().unwrap();
+                    got.extend_from_slice(&rest);
+                    break;
+                }
+            }
+            assert!(got == want, "message {i} of {n} bytes differs");
+        }
+        drop(sender.join().unwrap());
+        assert_eq!(c.recv_slice(&mut [0u8; 8]).unwrap(), None);
     });
 }

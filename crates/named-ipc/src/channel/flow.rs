@@ -11,8 +11,12 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::atomic::{self, AtomicU32};
-use super::ring::{prepare_sleep, Bell, Consumer, Memory, Producer, Record, Reservation};
+use super::ring::{
+    prepare_sleep, Bell, Consumer, Memory, Part, Producer, Record, Reservation, TOTAL_LEN,
+};
+use crate::pipe::framing::Received;
 use crate::proto::recv::RecvState;
+use crate::proto::send::Outgoing;
 use crate::sys::Wait;
 
 /// How often a sleeper looks whether its peer is still alive.
@@ -169,13 +173,13 @@ pub(crate) fn wait_on<T, L: Link + ?Sized>(
 
 // ---------------------------------------------------------------- producer --
 
-/// Pushes one record, waiting for room per `wait`, and wakes the consumer if
-/// it sleeps.
+/// Pushes one record (`parts` one after the other), waiting for room per
+/// `wait`, and wakes the consumer if it sleeps.
 pub(crate) fn push<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
-    piece: &[u8],
-    more: bool,
+    parts: &[&[u8]],
+    part: Part,
     wait: &mut Wait,
 ) -> io::Result<()> {
     let bells = l.bells();
@@ -184,12 +188,55 @@ pub(crate) fn push<M: Memory, L: Link + ?Sized>(
         if p.peer_closed() {
             return Err(peer_closed());
         }
-        p.push(piece, more).map_err(|c| invalid(c.0))
+        let r = p.push(parts, part).map_err(|c| invalid(c.0));
+        if p.take_wake() {
+            notify(l, &ctl.data.0, bells.tx_data);
+        }
+        r
     })?;
     if wake {
         notify(l, &ctl.data.0, bells.tx_data);
     }
     Ok(())
+}
+
+/// The payload lengths of the records a message of `total` bytes travels
+/// in, pieces of `chunk` (see the ring's module docs).
+pub(crate) fn record_lens(total: usize, chunk: usize) -> impl Iterator<Item = usize> {
+    let (first, rest) = if total <= chunk {
+        (total, 0)
+    } else {
+        (chunk, total - (chunk - TOTAL_LEN))
+    };
+    std::iter::once(first)
+        .chain((0..rest.div_ceil(chunk)).map(move |i| (rest - i * chunk).min(chunk)))
+}
+
+/// Pushes the next record of message `out` — all of it, or its next piece —
+/// waiting per `wait`; returns how many message bytes the record carried.
+pub(crate) fn push_next<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    l: &L,
+    out: &Outgoing<'_>,
+    wait: &mut Wait,
+) -> io::Result<usize> {
+    let chunk = p.chunk();
+    let total = out.len();
+    if out.sent() == 0 {
+        if total <= chunk {
+            let (whole, _) = out.next_piece(total);
+            push(p, l, &[whole], Part::Whole, wait)?;
+            return Ok(total);
+        }
+        let (piece, _) = out.next_piece(chunk - TOTAL_LEN);
+        let announced = (total as u64).to_le_bytes();
+        push(p, l, &[&announced, piece], Part::First, wait)?;
+        return Ok(piece.len());
+    }
+    let (piece, more) = out.next_piece(chunk);
+    let part = if more { Part::Middle } else { Part::Last };
+    push(p, l, &[piece], part, wait)?;
+    Ok(piece.len())
 }
 
 /// Reserves room for one record of `len` bytes, waiting per `wait`.
@@ -204,13 +251,17 @@ pub(crate) fn reserve<M: Memory, L: Link + ?Sized>(
         if p.peer_closed() {
             return Err(peer_closed());
         }
-        p.reserve(len).map_err(|c| invalid(c.0))
+        let r = p.reserve(len).map_err(|c| invalid(c.0));
+        if p.take_wake() {
+            notify(l, &ctl.data.0, l.bells().tx_data);
+        }
+        r
     })
 }
 
 /// Publishes a filled reservation and wakes the consumer if it sleeps.
 pub(crate) fn commit<M: Memory, L: Link + ?Sized>(p: &mut Producer<'_, M>, l: &L, r: Reservation) {
-    if p.commit(r, false) {
+    if p.commit(r, Part::Whole) {
         notify(l, &p.control().data.0, l.bells().tx_data);
     }
 }
@@ -264,6 +315,140 @@ pub(crate) fn next_record<M: Memory, L: Link + ?Sized>(
     }
 }
 
+/// Reads a record's total-length prefix (a `FIRST` record's).
+fn announced<M: Memory>(c: &Consumer<'_, M>, r: &Record) -> u64 {
+    let mut t = [0u8; TOTAL_LEN];
+    c.memory().read(r.offset, &mut t);
+    u64::from_le_bytes(t)
+}
+
+/// Checks record `r` (the next of the message being received) against the
+/// message: a `FIRST` record starts a message of the length it announces
+/// (refused at once over the limit), a lone record is a whole message, and
+/// pieces must add up to what was announced. Anything else is a corrupt ring.
+/// Returns where the record's message bytes are (offset and length); counts
+/// them as taken.
+fn check<M: Memory>(
+    c: &Consumer<'_, M>,
+    st: &mut RecvState,
+    r: &Record,
+) -> io::Result<(usize, usize)> {
+    let bad = |st: &mut RecvState, why: &str| {
+        Err(st.fail(io::ErrorKind::InvalidData, format!("{}: {why}", st.label())))
+    };
+    let mut skip = 0;
+    if !st.is_mid() {
+        if r.first {
+            let total = announced(c, r);
+            if total <= (r.len - TOTAL_LEN) as u64 {
+                return bad(st, "a message of several records announces fewer bytes than its first record holds");
+            }
+            st.start(Some(total))?;
+            skip = TOTAL_LEN;
+        } else if r.more {
+            return bad(
+                st,
+                "a message of several records does not announce its length",
+            );
+        } else {
+            st.start(Some(r.len as u64))?;
+        }
+    } else if r.first {
+        return bad(st, "a new message began inside another one");
+    }
+    let len = r.len - skip;
+    let total = st.total().unwrap_or(0);
+    let have = st.got() + len as u64;
+    if have > total || (!r.more && have != total) {
+        return bad(
+            st,
+            "the records of a message do not add up to the length it announced",
+        );
+    }
+    st.took(len);
+    Ok((r.offset + skip, len))
+}
+
+/// Appends record `r` (the next of the message being received) to `out` and
+/// consumes it, after [`check`]ing it.
+pub(crate) fn take<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &mut RecvState,
+    l: &L,
+    r: Record,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let (at, len) = check(c, st, &r)?;
+    c.memory().append_to(at, len, out);
+    release(c, l, r);
+    Ok(())
+}
+
+/// Reads as much of the current (or next) message as fits into `out`,
+/// waiting per `wait` until `out` is full or the message complete (a wait
+/// that runs out after some bytes were delivered returns those). What does
+/// not fit stays for the next call, which continues the same message; the
+/// result says how much of it is left. `Ok(None)`: the producer closed after
+/// its last message.
+pub(crate) fn recv_slice<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &mut RecvState,
+    l: &L,
+    out: &mut [u8],
+    wait: Wait,
+) -> io::Result<Option<Received>> {
+    st.check()?;
+    let mut wait = wait;
+    let mut n = st.take_stash(out);
+    let left = |st: &RecvState| st.stashed() as u64 + st.total().map_or(0, |t| t - st.got());
+    while (n < out.len() || !st.is_mid()) && !(st.is_mid() && left(st) == 0) {
+        let ctl = c.control();
+        let next = wait_on(l, &mut wait, &ctl.data.0, l.bells().rx_data, || {
+            next_record(c, st, l)
+        });
+        let r = match next {
+            Ok(Some(r)) => r,
+            Ok(None) if st.is_mid() => {
+                let got = st.got();
+                let e = st.end_of_stream(Some(got)).err();
+                match (n, e) {
+                    (0, Some(e)) => return Err(e),
+                    _ => break,
+                }
+            }
+            Ok(None) => return st.end_of_stream(Some(0)).map(|_| None),
+            Err(e)
+                if n > 0
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
+        };
+        let (at, len) = check(c, st, &r)?;
+        let k = len.min(out.len() - n);
+        c.memory().read(at, &mut out[n..n + k]);
+        n += k;
+        if k < len {
+            let mut rest = Vec::with_capacity(len - k);
+            c.memory().append_to(at + k, len - k, &mut rest);
+            st.stash(&rest);
+        }
+        release(c, l, r);
+        if !r.more {
+            break;
+        }
+    }
+    let remaining = left(st);
+    if remaining == 0 && !st.is_poisoned() {
+        st.finish();
+    }
+    Ok(Some(Received { len: n, remaining }))
+}
+
 /// What a receive that did not have to wait found.
 pub(crate) enum Step {
     Message,
@@ -291,12 +476,7 @@ pub(crate) fn step<M: Memory, L: Link + ?Sized>(
             }
             Some(Some(r)) => r,
         };
-        if !st.is_mid() {
-            st.start(None)?;
-        }
-        st.grown((out.len() + r.len) as u64)?;
-        c.memory().append_to(r.offset, r.len, out);
-        release(c, l, r);
+        take(c, st, l, r, out)?;
         if !r.more {
             st.finish();
             return Ok(Some(Step::Message));
@@ -322,6 +502,12 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
     wait: Wait,
 ) -> io::Result<Option<usize>> {
     st.begin(out)?;
+    if st.is_mid() && st.total() == Some(st.got()) {
+        // A `recv_slice` took the whole message off the ring; its stashed
+        // rest, now in `out`, completes it.
+        st.finish();
+        return Ok(Some(out.len()));
+    }
     let ctl = c.control();
     // The wait loop and the step's own deadline check (for a producer that
     // never lets it wait) each anchor their copy of the wait.
@@ -344,7 +530,7 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
 mod loom_tests {
     use super::*;
     use crate::channel::ring::Control;
-    use crate::proto::send::{Outgoing, SendState, Sink};
+    use crate::proto::send::{SendState, Sink};
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
 
@@ -405,9 +591,7 @@ mod loom_tests {
 
     impl Sink for RingSink<'_, '_> {
         fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
-            let (piece, more) = out.next_piece(self.p.max_chunk());
-            push(self.p, &Sleeper, piece, more, wait)?;
-            Ok(piece.len())
+            push_next(self.p, &Sleeper, out, wait)
         }
         fn abort(&mut self) {
             close_producer(self.p, &Sleeper);

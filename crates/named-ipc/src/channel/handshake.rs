@@ -1,16 +1,17 @@
 //! The channel handshake, run once per connection over the rendezvous pipe.
 //!
-//! The client speaks first: one framed message with its magic `NIPC-CL1`, the
-//! layout version (u32 LE) and the largest message it accepts (u32 LE). The
-//! server answers with the [`Hello`] (see [`super::header`]) and the segment
-//! (Unix: its descriptor over `SCM_RIGHTS`; Windows: handles for the client to
-//! duplicate). Both then map the segment and validate its header.
+//! The client speaks first: one framed message of 24 bytes, its magic
+//! `NIPC-CL1`, the layout version (u32 LE), the largest message it accepts
+//! (u32 LE) and the ring size it asks for (u64 LE; 0: the server's choice).
+//! The server answers with the [`Hello`] (see [`super::header`]) and the
+//! segment (Unix: its descriptor over `SCM_RIGHTS`; Windows: handles for the
+//! client to duplicate). Both then map the segment and validate its header.
 
 use std::io;
 use std::sync::Arc;
 
 use super::flow::{invalid, Bells};
-use super::header::{self, Hello, Layout};
+use super::header::{self, Hello, Layout, MIN_CAPACITY};
 use super::options::ChannelOptions;
 use super::raw::Raw;
 use super::ring::{Consumer, Control, Memory, Producer};
@@ -37,13 +38,19 @@ pub(crate) fn server(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
         )
     })?;
     pipe.set_read_timeout(None)?;
-    if hi.len() != 16 || hi[..8] != CLIENT_MAGIC || hi[8..12] != header::VERSION.to_le_bytes() {
+    if hi.len() != 24 || hi[..8] != CLIENT_MAGIC || hi[8..12] != header::VERSION.to_le_bytes() {
         return Err(invalid(
             "the client is not a named-ipc channel client of this version",
         ));
     }
     let peer_max = u32::from_le_bytes([hi[12], hi[13], hi[14], hi[15]]);
-    let layout = Layout::new(opts.capacity);
+    let asked = u64::from_le_bytes(hi[16..24].try_into().unwrap_or_default());
+    let capacity = match asked {
+        0 => opts.capacity,
+        n => (n.clamp(MIN_CAPACITY, opts.max_capacity.max(opts.capacity) as u64) as usize)
+            .next_power_of_two(),
+    };
+    let layout = Layout::new(capacity);
     let map = sys::shm::Mapping::anonymous(layout.total as u64)?;
     // SAFETY: the mapping is ours, fresh and `map.len()` bytes long; it lives
     // until the end of this function (and then in the stream's `Inner`).
@@ -66,6 +73,12 @@ pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
     let mut hi = CLIENT_MAGIC.to_vec();
     hi.extend_from_slice(&header::VERSION.to_le_bytes());
     hi.extend_from_slice(&opts.max_message.to_le_bytes());
+    let asked = if opts.capacity_asked {
+        opts.capacity as u64
+    } else {
+        0
+    };
+    hi.extend_from_slice(&asked.to_le_bytes());
     pipe.send(&hi)?;
     let wait = Wait::timeout(Some(HANDSHAKE));
     let (bytes, attachment) = sys::channel::recv_hello(pipe.sys(), wait)?;

@@ -5,7 +5,7 @@
 //! # Segment
 //! ```text
 //! offset               size  what
-//! 0                      64  header: magic "NIPC-CH1", u32 version (2), u32 0,
+//! 0                      64  header: magic "NIPC-CH1", u32 version (3), u32 0,
 //!                            u64 capacity (per ring), u64 ring 0 offset,
 //!                            u64 ring 1 offset, u64 total length (native endian)
 //! 64                    320  ring 0 control block (client -> server)
@@ -21,7 +21,7 @@
 //! band (Unix: its descriptor, with `SCM_RIGHTS`; Windows: see below):
 //! ```text
 //! 0   8  magic "NIPC-HS1"
-//! 8   4  version (2)
+//! 8   4  version (3)
 //! 12  4  max message size
 //! 16  8  capacity per ring
 //! 24  8  segment length
@@ -34,13 +34,15 @@
 //! process only. The client duplicates them out of the pipe's server process
 //! (never adopting a number as its own), checks their types, and answers `ok`;
 //! the server waits for that answer before `accept` returns. Version 1 sent
-//! values already duplicated into the client and had no answer.
+//! values already duplicated into the client and had no answer; version 2's
+//! client hello did not ask for a ring size, and its records did not announce
+//! the length of a message of several records.
 
 use super::ring::CONTROL_LEN;
 
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"NIPC-CH1";
 pub(crate) const HELLO_MAGIC: [u8; 8] = *b"NIPC-HS1";
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 pub(crate) const HEADER_LEN: usize = 64;
 
 /// Smallest and largest ring capacities accepted.

@@ -13,6 +13,10 @@ use crate::pipe::{ConnectOptions, ListenerOptions, PipeMode, ServerIdentity};
 #[derive(Debug, Clone)]
 pub struct ChannelOptions {
     pub(crate) capacity: usize,
+    /// A client set `capacity` itself, so it asks the server for it.
+    pub(crate) capacity_asked: bool,
+    /// The largest ring a server grants a client that asks.
+    pub(crate) max_capacity: usize,
     pub(crate) max_message: u32,
     pub(crate) spin: Duration,
     pub(crate) timeout: Option<Duration>,
@@ -26,11 +30,14 @@ impl Default for ChannelOptions {
 }
 
 impl ChannelOptions {
-    /// 256 KiB per direction, 16 MiB largest message, 20 µs of spinning
-    /// before sleeping, no connect timeout, a server running as this user.
+    /// 256 KiB per direction (a server grants clients up to 16 MiB), 16 MiB
+    /// largest message, 20 µs of spinning before sleeping, no connect
+    /// timeout, a server running as this user.
     pub fn new() -> ChannelOptions {
         ChannelOptions {
             capacity: 256 * 1024,
+            capacity_asked: false,
+            max_capacity: 16 << 20,
             max_message: DEFAULT_MAX_MESSAGE,
             spin: Duration::from_micros(20),
             timeout: None,
@@ -39,10 +46,30 @@ impl ChannelOptions {
     }
 
     /// Ring size per direction, rounded up to a power of two in 4 KiB..=1 GiB.
-    /// Set by the server (a client takes the server's). Records carry up to a
-    /// quarter of it; larger messages are streamed in pieces.
+    ///
+    /// On a server: the size of the rings of clients that do not ask for one.
+    /// On a client: the size it asks for; the server grants it up to its
+    /// [`max_capacity`](Self::max_capacity) (check
+    /// [`ShmStream::max_in_place`](crate::channel::ShmStream::max_in_place)).
+    /// A message written in place ([`ShmStream::send_with`]) may be as large as
+    /// the ring minus 8 bytes; a copying send puts a message of up to a
+    /// quarter of the ring in one record and streams larger ones in pieces of
+    /// a quarter.
+    ///
+    /// [`ShmStream::send_with`]: crate::channel::ShmStream::send_with
     pub fn capacity(&mut self, bytes: usize) -> &mut Self {
         self.capacity = bytes
+            .clamp(MIN_CAPACITY as usize, MAX_CAPACITY as usize)
+            .next_power_of_two();
+        self.capacity_asked = true;
+        self
+    }
+
+    /// Server: the largest ring it grants a client that asks for one (default
+    /// 16 MiB; each connection maps two rings). Rounded as for
+    /// [`capacity`](Self::capacity).
+    pub fn max_capacity(&mut self, bytes: usize) -> &mut Self {
+        self.max_capacity = bytes
             .clamp(MIN_CAPACITY as usize, MAX_CAPACITY as usize)
             .next_power_of_two();
         self

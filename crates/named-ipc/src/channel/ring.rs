@@ -14,10 +14,18 @@
 //! A record is an 8-byte header (native-endian u64: low 32 bits payload length,
 //! high 32 bits flags) and the payload, padded to 8 bytes. Records never wrap:
 //! when one does not fit before the end of the data area, a `PAD` record fills
-//! the rest and the record starts at offset 0. Flag `MORE` means the message
-//! continues in the next record (messages longer than a record are streamed in
-//! pieces). A record's payload is at most `capacity / 4 - 8` bytes, so one
-//! always fits in an empty ring.
+//! the rest and the record starts at offset 0. A record's payload is at most
+//! `capacity - 8` bytes (one message written in place can use the whole
+//! ring); when such a record and the padding before it cannot both fit, the
+//! producer publishes the padding alone, the consumer consumes it as soon as
+//! it sees it, and the record follows at offset 0.
+//!
+//! A message of up to `capacity / 4` bytes is one record (so power-of-two
+//! sizes up to a quarter of the ring are never split). A longer one is
+//! streamed in pieces of `capacity / 4`: its first record has flags
+//! `FIRST | MORE` and a payload that starts with the message's total length
+//! (u64, little-endian), the next ones `MORE`, the last none. An empty record
+//! never says `MORE`.
 //!
 //! # Publication and wake-ups
 //! The producer writes a record, publishes `tail` (Release), issues a SeqCst
@@ -49,6 +57,10 @@ use super::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 pub(crate) const HDR: usize = 8;
 const FLAG_MORE: u32 = 1;
 const FLAG_PAD: u32 = 2;
+const FLAG_FIRST: u32 = 4;
+
+/// Bytes of the total length at the start of a `FIRST` record's payload.
+pub(crate) const TOTAL_LEN: usize = 8;
 
 /// Bytes of the control block in front of the data area.
 pub(crate) const CONTROL_LEN: usize = 5 * 64;
@@ -142,8 +154,37 @@ fn header(len: u32, flags: u32) -> [u8; HDR] {
 }
 
 /// The largest record payload a ring of `capacity` bytes carries.
-pub(crate) fn max_chunk(capacity: usize) -> usize {
-    capacity / 4 - HDR
+pub(crate) fn max_record(capacity: usize) -> usize {
+    capacity - HDR
+}
+
+/// The piece size of a streamed message, and the largest message sent as
+/// one record by a copying send.
+pub(crate) fn chunk(capacity: usize) -> usize {
+    capacity / 4
+}
+
+/// Which part of a message a record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// All of it.
+    Whole,
+    /// The first piece of several; its payload starts with the total length.
+    First,
+    /// A piece between the first and the last.
+    Middle,
+    /// The last piece.
+    Last,
+}
+
+impl Part {
+    fn flags(self) -> u32 {
+        match self {
+            Part::Whole | Part::Last => 0,
+            Part::First => FLAG_FIRST | FLAG_MORE,
+            Part::Middle => FLAG_MORE,
+        }
+    }
 }
 
 /// Space reserved by [`Producer::reserve`] for one record.
@@ -165,6 +206,9 @@ pub(crate) struct Producer<'a, M> {
     cap: u64,
     tail: u64,
     head_seen: u64,
+    /// A padding record was published on its own while the consumer slept:
+    /// it must be woken to consume it (see [`take_wake`](Self::take_wake)).
+    pad_wake: bool,
 }
 
 impl<'a, M: Memory> Producer<'a, M> {
@@ -178,6 +222,7 @@ impl<'a, M: Memory> Producer<'a, M> {
             cap,
             tail: 0,
             head_seen: 0,
+            pad_wake: false,
         }
     }
 
@@ -185,21 +230,47 @@ impl<'a, M: Memory> Producer<'a, M> {
         self.ctl
     }
 
-    pub(crate) fn max_chunk(&self) -> usize {
-        max_chunk(self.cap as usize)
+    /// The largest payload of one record: what `send_with` can write in
+    /// place.
+    pub(crate) fn max_record(&self) -> usize {
+        max_record(self.cap as usize)
+    }
+
+    /// The piece size of a streamed message.
+    pub(crate) fn chunk(&self) -> usize {
+        chunk(self.cap as usize)
+    }
+
+    /// Whether a padding record published on its own must be followed by a
+    /// wake-up of the consumer (cleared by this call).
+    pub(crate) fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.pad_wake)
     }
 
     /// Reserves room for a record with `len` payload bytes. `Ok(None)`: not
-    /// enough room now.
+    /// enough room now. A record too large to follow padding in the same lap
+    /// of the ring gets its padding published on its own (then
+    /// [`take_wake`](Self::take_wake) says whether to wake the consumer).
     pub(crate) fn reserve(&mut self, len: usize) -> Result<Option<Reservation>, Corrupt> {
-        debug_assert!(len <= self.max_chunk());
+        debug_assert!(len <= self.max_record());
         let need = (HDR + pad8(len)) as u64;
         let pos = self.tail % self.cap;
         let to_end = self.cap - pos;
-        let (pad, start, total) = if to_end < need {
+        let (pad, start, total) = if to_end >= need {
+            (None, pos, need)
+        } else if to_end + need <= self.cap {
             (Some((pos as usize, to_end as usize)), 0, to_end + need)
         } else {
-            (None, pos, need)
+            // Record and padding never fit together: publish the padding now;
+            // the record starts the next lap once the consumer passed it.
+            if !self.has_room(to_end)? {
+                return Ok(None);
+            }
+            self.mem
+                .write(pos as usize, &header(to_end as u32, FLAG_PAD));
+            self.tail += to_end;
+            self.pad_wake |= self.publish_tail();
+            (None, 0, need)
         };
         if !self.has_room(total)? {
             return Ok(None);
@@ -234,8 +305,8 @@ impl<'a, M: Memory> Producer<'a, M> {
     }
 
     /// Whether records with these payload lengths (each at most
-    /// [`max_chunk`](Self::max_chunk)) would all fit now, padding included:
-    /// a message that fits is sent without waiting, all or nothing.
+    /// [`chunk`](Self::chunk)) would all fit now, padding included: a message
+    /// that fits is sent without waiting, all or nothing.
     pub(crate) fn fits(&mut self, lens: impl Iterator<Item = usize>) -> Result<bool, Corrupt> {
         let mut pos = self.tail % self.cap;
         let mut total = 0u64;
@@ -254,10 +325,14 @@ impl<'a, M: Memory> Producer<'a, M> {
         self.has_room(total)
     }
 
-    /// Writes `src` into a reservation's payload area.
-    pub(crate) fn fill(&self, r: &Reservation, src: &[u8]) {
-        debug_assert_eq!(src.len(), r.len);
-        self.mem.write(r.offset, src);
+    /// Writes `parts` one after the other into a reservation's payload area.
+    pub(crate) fn fill(&self, r: &Reservation, parts: &[&[u8]]) {
+        let mut at = r.offset;
+        for p in parts {
+            self.mem.write(at, p);
+            at += p.len();
+        }
+        debug_assert_eq!(at, r.offset + r.len);
     }
 
     /// The memory (for zero-copy writes into a reservation).
@@ -265,28 +340,35 @@ impl<'a, M: Memory> Producer<'a, M> {
         &self.mem
     }
 
-    /// Publishes a filled reservation. Returns whether the consumer sleeps and
-    /// must be woken (ring `data`).
-    pub(crate) fn commit(&mut self, r: Reservation, more: bool) -> bool {
+    /// Publishes a filled reservation carrying `part` of a message. Returns
+    /// whether the consumer sleeps and must be woken (ring `data`).
+    pub(crate) fn commit(&mut self, r: Reservation, part: Part) -> bool {
         if let Some((at, len)) = r.pad {
             self.mem.write(at, &header(len as u32, FLAG_PAD));
         }
-        let flags = if more { FLAG_MORE } else { 0 };
-        self.mem.write(r.offset - HDR, &header(r.len as u32, flags));
+        self.mem
+            .write(r.offset - HDR, &header(r.len as u32, part.flags()));
         self.tail += r.need;
-        // Publish, then (fence) look for a sleeper: see the module docs.
+        self.publish_tail() | self.take_wake()
+    }
+
+    /// Publishes `tail`, then (fence) looks for a sleeping consumer: see the
+    /// module docs. Returns whether it sleeps.
+    fn publish_tail(&mut self) -> bool {
         self.ctl.tail.0.store(self.tail, Ordering::Release);
         fence(Ordering::SeqCst);
         self.ctl.data.0.waiting.load(Ordering::Relaxed) != 0
     }
 
-    /// Reserve, copy, commit: `Ok(None)` when full, else whether to wake.
-    pub(crate) fn push(&mut self, chunk: &[u8], more: bool) -> Result<Option<bool>, Corrupt> {
-        match self.reserve(chunk.len())? {
+    /// Reserve, copy `parts` (one record's payload, in order), commit:
+    /// `Ok(None)` when full, else whether to wake.
+    pub(crate) fn push(&mut self, parts: &[&[u8]], part: Part) -> Result<Option<bool>, Corrupt> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        match self.reserve(len)? {
             None => Ok(None),
             Some(r) => {
-                self.fill(&r, chunk);
-                Ok(Some(self.commit(r, more)))
+                self.fill(&r, parts);
+                Ok(Some(self.commit(r, part)))
             }
         }
     }
@@ -309,6 +391,8 @@ pub(crate) struct Record {
     pub(crate) offset: usize,
     pub(crate) len: usize,
     pub(crate) more: bool,
+    /// The first record of several: the payload starts with the total.
+    pub(crate) first: bool,
     /// Position after this record (padding before it included).
     end: u64,
 }
@@ -378,10 +462,13 @@ impl<'a, M: Memory> Consumer<'a, M> {
                         "a padding record of {len} bytes at offset {pos} does not fill the ring to its end"
                     )));
                 }
+                // Padding carries nothing: consume it at once, so a producer
+                // that published it on its own gets its room back.
                 at += to_end;
+                self.head = at;
                 continue;
             }
-            if flags & !FLAG_MORE != 0 {
+            if flags & !(FLAG_MORE | FLAG_FIRST) != 0 {
                 return Err(corrupt(format!("a record has unknown flags {flags:#x}")));
             }
             if flags & FLAG_MORE != 0 && len == 0 {
@@ -391,8 +478,15 @@ impl<'a, M: Memory> Consumer<'a, M> {
                     "an empty record at offset {pos} says more of its message follows"
                 )));
             }
+            let first = flags & FLAG_FIRST != 0;
+            if first && (flags & FLAG_MORE == 0 || len <= TOTAL_LEN) {
+                return Err(corrupt(format!(
+                    "the first record of a message at offset {pos} is malformed ({len} bytes, \
+                     flags {flags:#x})"
+                )));
+            }
             let need = (HDR + pad8(len)) as u64;
-            if len > max_chunk(self.cap as usize) || need > to_end || need > avail {
+            if len > max_record(self.cap as usize) || need > to_end || need > avail {
                 return Err(corrupt(format!(
                     "a record of {len} bytes at offset {pos} does not fit ({avail} bytes published, \
                      {to_end} to the end of the ring)"
@@ -402,6 +496,7 @@ impl<'a, M: Memory> Consumer<'a, M> {
                 offset: pos as usize + HDR,
                 len,
                 more: flags & FLAG_MORE != 0,
+                first,
                 end: at + need,
             }));
         }
@@ -533,14 +628,16 @@ mod tests {
         let heap = Heap(RefCell::new(vec![0; 64]));
         let mut p = Producer::new(&ctl, &heap);
         let mut c = Consumer::new(&ctl, &heap);
-        assert_eq!(p.max_chunk(), 8);
+        assert_eq!(p.chunk(), 16);
+        assert_eq!(p.max_record(), 56);
         let mut expect = std::collections::VecDeque::new();
         for i in 0..200u32 {
-            let len = (i % 9) as usize;
+            let len = (i % 17) as usize;
             let msg: Vec<u8> = (0..len).map(|k| (i as u8).wrapping_add(k as u8)).collect();
             // An empty record never says "more" (the consumer refuses that).
             let more = i % 3 == 0 && len > 0;
-            while p.push(&msg, more).unwrap().is_none() {
+            let part = if more { Part::Middle } else { Part::Whole };
+            while p.push(&[&msg], part).unwrap().is_none() {
                 let (got, more) = pop(&mut c).expect("full ring must have something");
                 assert_eq!(Some((got, more)), expect.pop_front());
             }
@@ -561,9 +658,9 @@ mod tests {
         // 64 bytes: four 16-byte records (8 header + 8 payload) fill it.
         assert!(p.fits([8, 8, 8, 8].into_iter()).unwrap());
         assert!(!p.fits([8, 8, 8, 8, 0].into_iter()).unwrap());
-        p.push(&[1; 8], false).unwrap().unwrap();
-        p.push(&[1; 8], false).unwrap().unwrap();
-        p.push(&[1; 8], false).unwrap().unwrap();
+        p.push(&[&[1; 8]], Part::Whole).unwrap().unwrap();
+        p.push(&[&[1; 8]], Part::Whole).unwrap().unwrap();
+        p.push(&[&[1; 8]], Part::Whole).unwrap().unwrap();
         // 16 bytes left at the end: one record fits, a second needs a wrap
         // into space the consumer has not freed.
         assert!(p.fits([8].into_iter()).unwrap());
@@ -572,13 +669,57 @@ mod tests {
         c.publish();
         assert!(p.fits([8, 1].into_iter()).unwrap());
         // A record that would not fit before the end pays for padding.
-        p.push(&[1; 1], false).unwrap().unwrap(); // 16 bytes at 48..64
+        p.push(&[&[1; 1]], Part::Whole).unwrap().unwrap(); // 16 bytes at 48..64
         pop(&mut c).unwrap();
         pop(&mut c).unwrap();
         c.publish();
         // tail at 64 (offset 0), head at 48: 48 bytes free.
         assert!(p.fits([8, 8, 8].into_iter()).unwrap());
         assert!(!p.fits([8, 8, 8, 0].into_iter()).unwrap());
+    }
+
+    /// A record too large to follow padding in the same lap: the padding is
+    /// published on its own, the consumer consumes it (the producer gets its
+    /// room back) and the record starts the next lap.
+    #[test]
+    fn a_record_of_almost_the_whole_ring_gets_its_padding_first() {
+        let ctl = Control::new();
+        let heap = Heap(RefCell::new(vec![0; 64]));
+        let mut p = Producer::new(&ctl, &heap);
+        let mut c = Consumer::new(&ctl, &heap);
+        p.push(&[&[1; 8]], Part::Whole).unwrap().unwrap();
+        assert_eq!(pop(&mut c), Some((vec![1; 8], false)));
+        c.publish();
+        // 48 bytes of payload need 56: not after 48 bytes of padding.
+        assert!(p.reserve(48).unwrap().is_none());
+        assert_eq!(
+            ctl.tail.0.load(Ordering::SeqCst),
+            64,
+            "padding published alone"
+        );
+        // The consumer sees no record, but consumes the padding.
+        assert!(c.peek().unwrap().is_none());
+        c.publish();
+        let r = p
+            .reserve(48)
+            .unwrap()
+            .expect("room once the padding is consumed");
+        p.fill(&r, &[&[7; 48]]);
+        p.commit(r, Part::Whole);
+        assert_eq!(pop(&mut c), Some((vec![7; 48], false)));
+        c.publish();
+        // The whole ring minus a header: padding first again, then offset 0.
+        assert!(p.reserve(56).unwrap().is_none());
+        assert!(c.peek().unwrap().is_none());
+        c.publish();
+        let r = p
+            .reserve(56)
+            .unwrap()
+            .expect("an empty ring takes 56 bytes");
+        assert_eq!(r.offset, HDR);
+        p.fill(&r, &[&[9; 56]]);
+        p.commit(r, Part::Whole);
+        assert_eq!(pop(&mut c), Some((vec![9; 56], false)));
     }
 
     #[test]
@@ -613,7 +754,7 @@ mod tests {
         let mut p = Producer::new(&ctl, &heap);
         ctl.head.0.store(1000, Ordering::SeqCst);
         for _ in 0..10 {
-            if let Err(e) = p.push(&[1; 8], false) {
+            if let Err(e) = p.push(&[&[1; 8]], Part::Whole) {
                 assert!(e.0.contains("impossible"));
                 return;
             }
@@ -707,7 +848,7 @@ mod loom_tests {
             let t = loom::thread::spawn(move || {
                 let mut p = Producer::new(&c2, &*m2);
                 for m in msgs() {
-                    while p.push(&m, false).unwrap().is_none() {
+                    while p.push(&[&m], Part::Whole).unwrap().is_none() {
                         loom::thread::yield_now();
                     }
                 }

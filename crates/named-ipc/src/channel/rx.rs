@@ -7,6 +7,7 @@ use super::flow;
 use super::raw::{InPlace, Raw};
 use super::ring::Consumer;
 use super::wait::Inner;
+use crate::pipe::framing::Received;
 use crate::proto::recv::RecvState;
 use crate::sys::Wait;
 
@@ -46,6 +47,15 @@ impl RxEnd {
         flow::recv(&mut self.c, &mut self.st, &*self.inner, out, wait)
     }
 
+    /// Reads as much of the current (or next) message as fits into `out`.
+    pub(crate) fn recv_slice(
+        &mut self,
+        out: &mut [u8],
+        wait: Wait,
+    ) -> io::Result<Option<Received>> {
+        flow::recv_slice(&mut self.c, &mut self.st, &*self.inner, out, wait)
+    }
+
     /// Receives one message and hands `f` a view of it: in place when it is
     /// one record, assembled in a private buffer otherwise.
     pub(crate) fn recv_with<R>(
@@ -69,8 +79,7 @@ impl RxEnd {
                 return st.end_of_stream(Some(0)).map(|_| None);
             };
             if !r.more {
-                st.start(None)?;
-                st.grown(r.len as u64)?;
+                st.start(Some(r.len as u64))?;
                 let out = f(&c.memory().view(r.offset, r.len));
                 st.finish();
                 flow::release(c, inner, r);

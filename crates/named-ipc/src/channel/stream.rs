@@ -11,7 +11,7 @@ use super::rx::RxEnd;
 use super::tx::TxEnd;
 use super::wait::Inner;
 use crate::error::Result;
-use crate::pipe::{Timing, UserId};
+use crate::pipe::{Received, Timing, UserId};
 use crate::sys::Wait;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,6 +241,20 @@ impl ShmStream {
         lock(&self.rx).recv(buf, self.timing.read_wait())
     }
 
+    /// Reads as much of the next message as fits into `buf`; if it does not
+    /// fit, [`Received::remaining`] says how much is left and the next
+    /// `recv_slice` or `recv` continues with it (like the pipe's
+    /// [`recv_slice`](crate::pipe::PipeStream::recv_slice) and Windows'
+    /// `ERROR_MORE_DATA`). Waits until `buf` is full or the message complete;
+    /// after the read timeout it returns what it has, if anything.
+    /// `Ok(None)` when the peer closed the channel.
+    ///
+    /// # Errors
+    /// As for [`recv`](Self::recv).
+    pub fn recv_slice(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        lock(&self.rx).recv_slice(buf, self.timing.read_wait())
+    }
+
     /// Receives without waiting: `WouldBlock` if no whole message is there.
     ///
     /// # Errors
@@ -388,6 +402,14 @@ impl ShmReceiver {
     /// As for [`ShmStream::recv`].
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
         self.rx.recv(buf, self.timing.read_wait())
+    }
+
+    /// See [`ShmStream::recv_slice`].
+    ///
+    /// # Errors
+    /// As for [`ShmStream::recv`].
+    pub fn recv_slice(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        self.rx.recv_slice(buf, self.timing.read_wait())
     }
 
     /// See [`ShmStream::try_recv`].

@@ -32,9 +32,7 @@ struct RingSink<'a> {
 
 impl Sink for RingSink<'_> {
     fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
-        let (piece, more) = out.next_piece(self.p.max_chunk());
-        flow::push(self.p, self.inner, piece, more, wait)?;
-        Ok(piece.len())
+        flow::push_next(self.p, self.inner, out, wait)
     }
 
     fn abort(&mut self) {
@@ -62,9 +60,7 @@ impl TxEnd {
         if wait == Wait::Never {
             // Without waiting, only a message that fits now goes: then every
             // record is pushed without waiting, so nothing is ever cut.
-            let max = self.p.max_chunk();
-            let pieces = msg.len().div_ceil(max).max(1);
-            let lens = (0..pieces).map(|i| (msg.len() - i * max).min(max));
+            let lens = flow::record_lens(msg.len(), self.p.chunk());
             if !self.p.fits(lens).map_err(|c| invalid(c.0))? {
                 if self.p.peer_closed() {
                     return Err(io::Error::new(
@@ -89,13 +85,13 @@ impl TxEnd {
     ) -> io::Result<R> {
         self.state.check()?;
         self.inner.check_len(len)?;
-        if len > self.p.max_chunk() {
+        if len > self.p.max_record() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "send_with can write at most {} bytes in place on channel {:?}; use send for \
-                     larger messages",
-                    self.p.max_chunk(),
+                    "send_with can write at most {} bytes in place on channel {:?} (the ring size \
+                     minus 8); ask for a larger ring (ChannelOptions::capacity) or use send",
+                    self.p.max_record(),
                     self.inner.name
                 ),
             ));
@@ -113,6 +109,6 @@ impl TxEnd {
     }
 
     pub(crate) fn max_in_place(&self) -> usize {
-        self.p.max_chunk()
+        self.p.max_record()
     }
 }

@@ -53,6 +53,9 @@ pub(crate) struct RecvState {
     stash: Vec<u8>,
     /// `Some` while inside a message: its total length, if announced.
     current: Option<Option<u64>>,
+    /// Bytes of the current message taken off the transport so far
+    /// (delivered or stashed), for transports that count them here.
+    got: u64,
     poison: Option<Poison>,
 }
 
@@ -63,6 +66,7 @@ impl RecvState {
             max,
             stash: Vec::new(),
             current: None,
+            got: 0,
             poison: None,
         }
     }
@@ -119,21 +123,31 @@ impl RecvState {
             }
         }
         self.current = Some(total);
+        self.got = 0;
         Ok(())
     }
 
-    /// The current message has `len` bytes so far (for transports that do not
-    /// announce lengths): poisons once it passes the limit.
-    pub(crate) fn grown(&mut self, len: u64) -> io::Result<()> {
-        if len > u64::from(self.max) {
-            return Err(self.too_large(len));
-        }
-        Ok(())
+    /// `n` more bytes of the current message were taken off the transport.
+    pub(crate) fn took(&mut self, n: usize) {
+        self.got += n as u64;
+    }
+
+    /// Bytes of the current message taken off the transport (see
+    /// [`took`](Self::took)).
+    pub(crate) fn got(&self) -> u64 {
+        self.got
+    }
+
+    /// Stashes `bytes` of the current message, taken off the transport but
+    /// not yet delivered.
+    pub(crate) fn stash(&mut self, bytes: &[u8]) {
+        self.stash.extend_from_slice(bytes);
     }
 
     /// The current message is complete.
     pub(crate) fn finish(&mut self) {
         self.current = None;
+        self.got = 0;
     }
 
     /// The call stops before the message is complete: the bytes in `out`
@@ -242,10 +256,8 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
 
         let mut st = RecvState::new("t", 10);
-        st.start(None).unwrap();
-        st.grown(10).unwrap();
-        assert!(st.grown(11).is_err());
-        assert!(st.is_poisoned());
+        st.start(Some(10)).unwrap();
+        assert!(!st.is_poisoned());
     }
 
     #[test]
