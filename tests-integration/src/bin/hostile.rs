@@ -84,8 +84,12 @@ impl Conn {
 }
 
 /// Sets up one connection: `server` binds NAME, prints `READY`, accepts one
-/// client; `client` connects. Both print `UP` once connected.
+/// client; `client` prints `STARTING` and connects. Both print `UP` once
+/// connected.
 fn establish(kind: &str, side: &str, name: &str) -> Conn {
+    if side == "client" {
+        say("STARTING");
+    }
     let conn = match (kind, side) {
         ("pipe", "server") => {
             let l = PipeListener::bind(name).expect("bind");
@@ -162,6 +166,10 @@ fn main() {
             let seg = ShmSegment::open(arg(2), Protection::ReadWrite).expect("segment");
             say("READY");
             loop {
+                // Work outside the lock too, so a kill may land there.
+                for _ in 0..3 {
+                    std::thread::yield_now();
+                }
                 let g = m.lock().expect("lock");
                 let mut a = [0u8; 8];
                 seg.read_at(0, &mut a).expect("read");
