@@ -321,6 +321,19 @@ fn main() {
             say("CONNECTED");
             wait_stdin_eof();
         }
+        // soak-clients KIND NAME CONNS MSGS: open CONNS connections, print
+        // `CONNECTED`, wait for a `go` line, then on each connection send MSGS
+        // numbered messages from one thread while another receives the echoes
+        // and checks that each is intact and in order. Prints `P10` once a
+        // tenth of all echoes arrived, `DONE n` at the end (`FAIL why` and exit
+        // 1 on a lost, reordered or corrupt message or an I/O error), then holds
+        // the connections until stdin closes.
+        "soak-clients" => soak_clients(
+            arg(1),
+            arg(2),
+            arg(3).parse().expect("conns"),
+            arg(4).parse().expect("msgs"),
+        ),
         // soak-echo KIND NAME CAPACITY: echo server, a thread per client (KIND
         // `pipe` or `chan`); prints `READY`; ends at stdin EOF. CAPACITY is the
         // ring size for channels (ignored for pipes).
@@ -380,6 +393,119 @@ fn soak_echo(kind: &str, name: &str, capacity: usize) {
             serve(Conn::Chan(l.accept().expect("accept")));
         }
     }
+}
+
+fn soak_len(seq: u64) -> usize {
+    (seq.wrapping_mul(7919) % 200) as usize
+}
+
+fn soak_clients(kind: &str, name: &str, conns: usize, msgs: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    raise_fd_limit();
+    let fail = |why: String| -> ! {
+        say(&format!("FAIL {why}"));
+        std::process::exit(1);
+    };
+    // The sending and the receiving half of each connection.
+    type Tx = Box<dyn FnMut(&[u8]) -> io::Result<()> + Send>;
+    type Rx = Box<dyn FnMut(&mut Vec<u8>) -> io::Result<Option<usize>> + Send>;
+    let mut halves: Vec<(Tx, Rx)> = Vec::new();
+    for _ in 0..conns {
+        match kind {
+            "pipe" => {
+                let c = Arc::new(
+                    PipeStream::connect_timeout(name, PATIENCE)
+                        .unwrap_or_else(|e| fail(format!("connect: {e}"))),
+                );
+                let (a, b) = (Arc::clone(&c), c);
+                halves.push((
+                    Box::new(move |m| a.send(m)),
+                    Box::new(move |buf| b.recv_into(buf)),
+                ));
+            }
+            _ => {
+                let c = ShmStream::connect_timeout(name, PATIENCE)
+                    .unwrap_or_else(|e| fail(format!("connect: {e}")));
+                let (mut tx, mut rx) = c.split();
+                halves.push((
+                    Box::new(move |m| tx.send(m)),
+                    Box::new(move |buf| rx.recv_into(buf)),
+                ));
+            }
+        }
+    }
+    // Message 0 goes through on each connection before the rest start: the
+    // server has accepted every connection by then.
+    let mut buf = Vec::new();
+    for (i, (send, recv)) in halves.iter_mut().enumerate() {
+        let m = numbered(0, soak_len(0));
+        if let Err(e) = send(&m).and_then(|()| recv(&mut buf)) {
+            fail(format!("connection {i}: first echo: {e}"));
+        }
+        if buf != m {
+            fail(format!("connection {i}: first echo differs"));
+        }
+    }
+    say("CONNECTED");
+    let mut line = String::new();
+    let _ = io::stdin().lock().read_line(&mut line);
+    let total = conns as u64 * msgs;
+    let tenth = total / 10;
+    let received = Arc::new(AtomicU64::new(conns as u64));
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for (i, (mut send, mut recv)) in halves.into_iter().enumerate() {
+        senders.push(
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    for seq in 1..msgs {
+                        if let Err(e) = send(&numbered(seq, soak_len(seq))) {
+                            fail(format!("connection {i}: send {seq}: {e}"));
+                        }
+                    }
+                    send
+                })
+                .expect("thread"),
+        );
+        let received = Arc::clone(&received);
+        receivers.push(
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let mut buf = Vec::new();
+                    for want in 1..msgs {
+                        match recv(&mut buf) {
+                            Ok(Some(_)) => match check_numbered(&buf) {
+                                Ok(seq) if seq == want && buf.len() == 8 + soak_len(seq) => {}
+                                Ok(seq) => fail(format!(
+                                    "connection {i}: message {seq} ({} bytes) where {want} was due",
+                                    buf.len()
+                                )),
+                                Err(e) => fail(format!("connection {i}: {e}")),
+                            },
+                            Ok(None) => fail(format!("connection {i}: closed at message {want}")),
+                            Err(e) => fail(format!("connection {i}: receive {want}: {e}")),
+                        }
+                        if received.fetch_add(1, Ordering::Relaxed) + 1 == tenth {
+                            say("P10");
+                        }
+                    }
+                    recv
+                })
+                .expect("thread"),
+        );
+    }
+    // Keep every connection open until told to leave.
+    let _open: Vec<(Tx, Rx)> = senders
+        .into_iter()
+        .zip(receivers)
+        .map(|(s, r)| (s.join().expect("sender"), r.join().expect("receiver")))
+        .collect();
+    say(&format!("DONE {}", received.load(Ordering::Relaxed)));
+    wait_stdin_eof();
 }
 
 /// Servers of a thousand clients need more descriptors than some defaults (1024).
