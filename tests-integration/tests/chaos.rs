@@ -37,7 +37,7 @@ fn report(line: &str) {
 }
 
 /// Iterations per scenario: `linux` on Linux (and other native OSes), far
-/// fewer under Wine, where starting a process costs ~100 times more.
+/// fewer under Wine (a sixth), where starting a process costs far more.
 fn iterations(linux: u64) -> u64 {
     if let Some(n) = std::env::var("NIPC_CHAOS_ITERS")
         .ok()
@@ -46,7 +46,7 @@ fn iterations(linux: u64) -> u64 {
         return n;
     }
     if is_wine() {
-        (linux / 20).max(10)
+        (linux / 6).max(10)
     } else {
         linux
     }
