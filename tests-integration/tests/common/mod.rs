@@ -296,7 +296,10 @@ impl Drop for Peer {
 }
 
 /// Whether we run under Wine, which accepts but does not enforce some Windows
-/// security features (`FILE_FLAG_FIRST_PIPE_INSTANCE`, DACLs).
+/// security features (`FILE_FLAG_FIRST_PIPE_INSTANCE`, DACLs). For scaling a
+/// test down only: a test that cannot run under Wine is
+/// `#[cfg_attr(wine, ignore = "reason")]` (the build scripts set `cfg(wine)`
+/// when the target's runner is Wine), never an early return.
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub fn is_wine() -> bool {
