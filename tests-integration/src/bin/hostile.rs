@@ -535,7 +535,7 @@ fn raise_fd_limit() {}
 /// `crates/named-ipc/src/channel/{header,handshake,ring}.rs`, written here by
 /// hand so a test can break them.
 ///
-/// After the handshake, each command line (see [`fake::run`]) acts on the
+/// After the handshake, each command line (see `run` below) acts on the
 /// shared segment and answers `OK` when done. "tx" is the ring we produce on
 /// (the victim consumes it), "rx" the ring the victim produces on.
 #[cfg(target_os = "linux")]
