@@ -2,6 +2,12 @@
 //! mingw-w64 (statically linked, so Wine needs no extra DLLs) and tells the tests
 //! where they are through `NIPC_C_PEERS`. On Unix, sets `cfg(tests_as_root)`
 //! when building as root (CI does), for the tests that need a second uid.
+//!
+//! Also sets `cfg(wine)` when the Windows tests will run under Wine (cargo's
+//! runner for the target is `wine`, as `ci/windows.sh` sets it, or
+//! `NIPC_WINE=1`): tests that cannot run there are `#[cfg_attr(wine, ignore =
+//! "reason")]`, so they show as ignored under Wine and still run on Windows.
+//! (The same logic is in crates/nipc/build.rs.)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,6 +22,7 @@ fn main() {
             println!("cargo:rustc-cfg=tests_as_root");
         }
     }
+    wine_cfg();
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("windows") {
         return;
     }
@@ -40,4 +47,22 @@ fn main() {
         assert!(status.success(), "{cc} failed to build {src}");
     }
     println!("cargo:rustc-env=NIPC_C_PEERS={}", out.display());
+}
+
+/// Emits `cfg(wine)` for a Windows target whose tests run under Wine.
+fn wine_cfg() {
+    println!("cargo:rustc-check-cfg=cfg(wine)");
+    println!("cargo:rerun-if-env-changed=NIPC_WINE");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let runner = format!(
+        "CARGO_TARGET_{}_RUNNER",
+        target.to_uppercase().replace(['-', '.'], "_")
+    );
+    println!("cargo:rerun-if-env-changed={runner}");
+    let windows = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows");
+    let wine = std::env::var("NIPC_WINE").as_deref() == Ok("1")
+        || std::env::var(&runner).is_ok_and(|r| r.to_ascii_lowercase().contains("wine"));
+    if windows && wine {
+        println!("cargo:rustc-cfg=wine");
+    }
 }

@@ -320,7 +320,15 @@ fn clients_that_leave_before_accept_do_not_wedge_the_listener() {
             }
         }
     });
-    assert!(gone <= 50);
+    if cfg!(windows) {
+        // Windows: `accept` recycles an instance whose client left before
+        // ConnectNamedPipe returned (ERROR_NO_DATA) without handing it out, so
+        // only some of the fifty are seen; more would be phantom connections.
+        assert!(gone <= 50, "{gone} connections from 50 clients");
+    } else {
+        // Unix: each of them waited in the backlog and reads as closed.
+        assert_eq!(gone, 50);
+    }
     assert_eq!(clients.join().unwrap().unwrap(), b"served");
 }
 
@@ -400,11 +408,8 @@ fn data_sent_before_the_server_process_exits_is_delivered() {
 }
 
 #[test]
+#[cfg_attr(wine, ignore = "Wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE")]
 fn a_second_server_on_a_live_name_is_refused() {
-    if is_wine() {
-        eprintln!("skipped: Wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE");
-        return;
-    }
     let name = unique("twice");
     let mut first = Peer::spawn(&["bind", &name]);
     first.expect("BOUND");

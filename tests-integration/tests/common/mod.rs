@@ -37,6 +37,15 @@ pub fn peer_exe() -> PathBuf {
     }
 }
 
+/// The `hostile` helper binary (misbehaving peers; only in tests of the
+/// tests-integration package).
+pub fn hostile_exe() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_hostile") {
+        Some(p) => PathBuf::from(p),
+        None => panic!("the hostile helper exists only in tests-integration's tests"),
+    }
+}
+
 /// The `nipc` binary: cargo's own path in nipc's tests; elsewhere the one built
 /// next to `peer` by `cargo test --workspace` (nipc's integration tests make
 /// cargo build it).
@@ -75,6 +84,11 @@ impl Peer {
     /// Starts the `peer` helper with `args`.
     pub fn spawn(args: &[&str]) -> Peer {
         Peer::start(&peer_exe(), args)
+    }
+
+    /// Starts the `hostile` helper with `args`.
+    pub fn hostile(args: &[&str]) -> Peer {
+        Peer::start(&hostile_exe(), args)
     }
 
     /// Starts any program with piped stdin/stdout (stderr collected).
@@ -218,6 +232,29 @@ impl Peer {
         }
     }
 
+    /// Writes one command line to the child's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let what = self.what.clone();
+        let stdin = self.stdin();
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("{what}: cannot write {line:?} to its stdin: {e}"));
+    }
+
+    /// Sends a command and returns the reply line, which must start with
+    /// `OK` (command-driven helper roles answer each line once it is done).
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send_line(line);
+        let reply = self.line();
+        assert!(
+            reply.starts_with("OK"),
+            "{}: command {line:?} answered {reply:?}",
+            self.what
+        );
+        reply
+    }
+
     /// Closes the child's stdin (helpers exit on EOF).
     pub fn close_stdin(&mut self) {
         self.stdin.take();
@@ -265,7 +302,10 @@ impl Drop for Peer {
 }
 
 /// Whether we run under Wine, which accepts but does not enforce some Windows
-/// security features (`FILE_FLAG_FIRST_PIPE_INSTANCE`, DACLs).
+/// security features (`FILE_FLAG_FIRST_PIPE_INSTANCE`, DACLs). For scaling a
+/// test down only: a test that cannot run under Wine is
+/// `#[cfg_attr(wine, ignore = "reason")]` (the build scripts set `cfg(wine)`
+/// when the target's runner is Wine), never an early return.
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub fn is_wine() -> bool {
