@@ -20,12 +20,13 @@ use named_ipc::shm::{Protection, ShmSegment};
 use named_ipc::sync::NamedMutex;
 use tests_integration::{chaos_len, check_numbered, numbered, payload, proc_stats};
 
-/// How long a helper waits for anything before giving up (the test fails
-/// first, by its own watchdog).
 /// The channel's layout and handshake version this helper speaks
 /// (crates/named-ipc/src/channel/header.rs, handshake.rs).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const LAYOUT_VERSION: u32 = 3;
 
+/// How long a helper waits for anything before giving up (the test fails
+/// first, by its own watchdog).
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn say(line: &str) {
