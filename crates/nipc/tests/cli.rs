@@ -359,10 +359,13 @@ fn shm_ls_shows_owner_and_size() {
 }
 
 /// The transports `nipc bench` may report.
-const BENCH_TRANSPORTS: [&str; 8] = [
+const BENCH_TRANSPORTS: [&str; 11] = [
     "shm-spin",
+    "shm-spin-timeouts",
+    "shm-zero-copy",
     "shm-blocking",
     "pipe",
+    "pipe-timeouts",
     "raw-spin",
     "raw-futex",
     "raw-uds",
@@ -457,6 +460,8 @@ fn bench_json_lines_follow_the_documented_shape() {
         let has_baseline = matches!(
             (test, transport),
             ("rtt" | "throughput", "shm-spin" | "shm-blocking")
+                | ("throughput", "shm-spin-timeouts" | "shm-zero-copy")
+                | ("rtt", "pipe-timeouts")
         ) || (test == "rtt" && transport == "pipe" && cfg!(unix));
         for k in ["ratio", "ratio_min", "ratio_max"] {
             assert_eq!(obj[k].is_null(), !has_baseline, "{k} in {line}");
@@ -475,9 +480,12 @@ fn bench_json_lines_follow_the_documented_shape() {
         "rtt/shm-spin",
         "rtt/shm-blocking",
         "rtt/pipe",
+        "rtt/pipe-timeouts",
         "rtt/raw-spin",
         "rtt/raw-futex",
         "throughput/shm-spin",
+        "throughput/shm-spin-timeouts",
+        "throughput/shm-zero-copy",
         "throughput/shm-blocking",
         "throughput/raw-ring",
         "throughput/memcpy",
@@ -532,8 +540,8 @@ fn bench_table_says_pinning_probes_and_spread() {
         .iter()
         .filter(|l| l.starts_with("rtt ") || l.starts_with("throughput "))
         .collect();
-    // 2 sizes × (4 round-trip + 4 throughput transports), each once.
-    assert_eq!(rows.len(), 16, "{text}");
+    // 2 sizes × (4 round-trip + 6 throughput transports), each once.
+    assert_eq!(rows.len(), 20, "{text}");
     let spin = rows
         .iter()
         .find(|l| l.starts_with("rtt ") && l.contains(" shm-spin ") && l.contains(" 64 "))

@@ -289,6 +289,14 @@ pub(crate) fn release<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &
     }
 }
 
+/// A receive returns: what it consumed reaches the producer (see
+/// [`Consumer::publish_quiet`]).
+pub(crate) fn settle<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L) {
+    if c.publish_quiet() {
+        notify(l, &c.control().space.0, l.bells().rx_space);
+    }
+}
+
 /// The next record: `None` when there is none yet, `Some(None)` when the
 /// producer closed after its last record.
 pub(crate) fn next_record<M: Memory, L: Link + ?Sized>(
@@ -446,6 +454,7 @@ pub(crate) fn recv_slice<M: Memory, L: Link + ?Sized>(
     if remaining == 0 && !st.is_poisoned() {
         st.finish();
     }
+    settle(c, l);
     Ok(Some(Received { len: n, remaining }))
 }
 
@@ -516,10 +525,14 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
         step(c, st, l, out, &mut inner)
     });
     match r {
-        Ok(Step::Message) => Ok(Some(out.len())),
+        Ok(Step::Message) => {
+            settle(c, l);
+            Ok(Some(out.len()))
+        }
         Ok(Step::End) => Ok(None),
         Err(e) => {
             st.interrupt(out);
+            settle(c, l);
             Err(e)
         }
     }

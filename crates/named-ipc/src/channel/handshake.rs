@@ -9,6 +9,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::flow::{invalid, Bells};
 use super::header::{self, Hello, Layout, MIN_CAPACITY};
@@ -69,7 +70,19 @@ pub(crate) fn server(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
 }
 
 /// The client side of the handshake on a freshly connected pipe.
-pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmStream> {
+pub(crate) fn client(
+    pipe: PipeStream,
+    opts: &ChannelOptions,
+    deadline: Instant,
+) -> io::Result<ShmStream> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the connect timeout ran out before the handshake",
+        ));
+    }
+    pipe.set_write_timeout(Some(left))?;
     let mut hi = CLIENT_MAGIC.to_vec();
     hi.extend_from_slice(&header::VERSION.to_le_bytes());
     hi.extend_from_slice(&opts.max_message.to_le_bytes());
@@ -80,7 +93,8 @@ pub(crate) fn client(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
     };
     hi.extend_from_slice(&asked.to_le_bytes());
     pipe.send(&hi)?;
-    let wait = Wait::timeout(Some(HANDSHAKE));
+    pipe.set_write_timeout(None)?;
+    let wait = Wait::Until(deadline);
     let (bytes, attachment) = sys::channel::recv_hello(pipe.sys(), wait)?;
     let hello = Hello::decode(&bytes).map_err(invalid)?;
     let (map, os) = sys::channel::attach(pipe.sys(), attachment, &hello, wait)?;

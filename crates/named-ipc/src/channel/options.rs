@@ -1,13 +1,16 @@
 //! Options for channel servers and clients.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::header::{MAX_CAPACITY, MIN_CAPACITY};
 use super::{ShmListener, ShmStream};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::framing::DEFAULT_MAX_MESSAGE;
 use crate::pipe::{ConnectOptions, ListenerOptions, PipeMode, ServerIdentity};
+
+/// The largest message the rendezvous pipe carries: the handshake's.
+const HANDSHAKE_MAX: u32 = 4096;
 
 /// Options for channel servers and clients.
 #[derive(Debug, Clone)]
@@ -91,7 +94,9 @@ impl ChannelOptions {
         self
     }
 
-    /// How long `connect` waits for the server to appear (default: not at all).
+    /// How long `connect` waits for the server to appear and finish the
+    /// handshake (default: the server must be there; the handshake then
+    /// takes at most 10 s).
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
@@ -110,8 +115,11 @@ impl ChannelOptions {
     /// # Errors
     /// As for [`ListenerOptions::create`].
     pub fn bind(&self, name: &str) -> Result<ShmListener> {
+        // The rendezvous carries only the handshake's few bytes: a "client"
+        // announcing more is refused at its header, never buffered.
         let pipe = ListenerOptions::new()
             .mode(PipeMode::Message)
+            .max_message_size(HANDSHAKE_MAX)
             .create(name)?;
         ShmListener::new(pipe, self.clone())
             .map_err(|e| Error::from_io(e, name, &format!("cannot create channel {name:?}"), ""))
@@ -127,14 +135,22 @@ impl ChannelOptions {
     /// server's handshake is not acceptable, including (Windows) handles the
     /// server named that are not its section and events.
     pub fn connect(&self, name: &str) -> Result<ShmStream> {
+        let start = Instant::now();
         let mut o = ConnectOptions::new();
         o.mode(PipeMode::Message)
+            .max_message_size(HANDSHAKE_MAX)
             .server_identity(self.server_identity.clone());
         if let Some(t) = self.timeout {
             o.timeout(t);
         }
         let pipe = o.connect(name)?;
-        super::handshake::client(pipe, self).map_err(|e| handshake_error(e, name))
+        // The connect timeout covers the handshake too (at most 10 s of it).
+        let handshake_end = Instant::now() + super::handshake::HANDSHAKE;
+        let deadline = self
+            .timeout
+            .and_then(|t| start.checked_add(t))
+            .map_or(handshake_end, |d| d.min(handshake_end));
+        super::handshake::client(pipe, self, deadline).map_err(|e| handshake_error(e, name))
     }
 }
 

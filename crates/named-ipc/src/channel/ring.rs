@@ -36,13 +36,15 @@
 //! the new `tail`: no lost wake-up (model-checked with loom below). The same holds for `head`,
 //! `space` and a producer waiting for room.
 //!
-//! The consumer publishes `head` lazily, to stay off the producer's cache
-//! lines: [`Consumer::release`] publishes at once only after an eighth of the
-//! ring was consumed since the last time; otherwise the position reaches the
-//! producer when the consumer calls [`Consumer::publish`], which the channel
-//! does whenever it finds the ring empty — so before it could sleep, and
-//! before a producer waiting for room could be left waiting on space that was
-//! already freed.
+//! Inside a receive the consumer publishes `head` lazily, to stay off the
+//! producer's cache lines: [`Consumer::release`] publishes at once only after
+//! an eighth of the ring was consumed since the last time. The position
+//! reaches the producer in full when the consumer finds the ring empty
+//! ([`Consumer::publish`], with the fence, before it could sleep), and at the
+//! end of every receive that returns a message ([`Consumer::publish_quiet`]:
+//! a plain store, no fence), so a producer waiting for room is never left
+//! waiting on room already freed by a consumer that went on to do something
+//! else.
 //!
 //! # Trust
 //! Every value read from the peer's side (`tail` for the consumer, `head` for
@@ -522,6 +524,22 @@ impl<'a, M: Memory> Consumer<'a, M> {
             return self.publish();
         }
         false
+    }
+
+    /// Makes every release visible to the producer without the fence a
+    /// consumer about to sleep needs: for a receive that returns with
+    /// releases not yet published, so that a producer waiting for room never
+    /// waits on room already freed. Returns whether the producer said it
+    /// sleeps (read without a fence: a producer going to sleep at this very
+    /// moment may miss the store until its periodic re-check, at most 50 ms
+    /// later, and never longer).
+    pub(crate) fn publish_quiet(&mut self) -> bool {
+        if self.head == self.head_published {
+            return false;
+        }
+        self.head_published = self.head;
+        self.ctl.head.0.store(self.head, Ordering::Release);
+        self.ctl.space.0.waiting.load(Ordering::Relaxed) != 0
     }
 
     /// Makes every release visible to the producer. Returns whether the

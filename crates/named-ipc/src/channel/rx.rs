@@ -83,6 +83,7 @@ impl RxEnd {
                 let out = f(&c.memory().view(r.offset, r.len));
                 st.finish();
                 flow::release(c, inner, r);
+                flow::settle(c, inner);
                 return Ok(Some(out));
             }
             // Several records: assemble them (the first is still unconsumed).

@@ -136,6 +136,14 @@ pub(crate) trait Sink {
     /// The sending side was poisoned: close the sending direction so the peer
     /// sees the stream end (errors are ignored: it is already failing).
     fn abort(&mut self);
+
+    /// Whether the last failed write may have handed over part of the
+    /// message although it reported nothing (a transport that cannot tell,
+    /// like a cancelled Windows message write): then the failure is not a
+    /// clean one and the sending side is poisoned.
+    fn cut(&self) -> bool {
+        false
+    }
 }
 
 fn is_expiry(e: &io::Error) -> bool {
@@ -214,6 +222,7 @@ impl SendState {
                     return Err(self.abort(sink, out, e));
                 }
                 Ok(n) => out.advance(n),
+                Err(e) if sink.cut() => return Err(self.abort(sink, out, e)),
                 Err(e) if is_expiry(&e) && !out.is_partial() => return Err(e),
                 Err(e) if is_expiry(&e) && !grace => {
                     grace = true;

@@ -293,12 +293,26 @@ impl Overlapped {
     }
 
     /// Cancels the in-flight operation and waits until it is over. Returns its
-    /// result if it completed before the cancel took effect, or an
-    /// `ERROR_OPERATION_ABORTED` error.
+    /// result if it completed before the cancel took effect, the bytes it
+    /// transferred before the cancel if any (a write a reader had already
+    /// taken part of), or else an `ERROR_OPERATION_ABORTED` error.
     pub(crate) fn cancel(&self, h: HANDLE) -> io::Result<(u32, bool)> {
         // SAFETY: cancelling our own operation on a handle we own.
         unsafe { CancelIoEx(h, self.ptr()) };
-        self.result(h, true).map(|r| r.unwrap_or((0, false)))
+        let mut n = 0u32;
+        // SAFETY: our OVERLAPPED is valid; n is a valid out-pointer; waits
+        // until the operation is over, so the kernel is done with its buffer.
+        let ok = unsafe { GetOverlappedResult(h, self.ptr(), &mut n, 1) };
+        if ok != 0 {
+            return Ok((n, false));
+        }
+        // SAFETY: reading the calling thread's last error.
+        match unsafe { GetLastError() } {
+            ERROR_MORE_DATA => Ok((n, true)),
+            // The count is valid for an aborted operation: what moved before.
+            ERROR_OPERATION_ABORTED if n > 0 => Ok((n, false)),
+            code => Err(io::Error::from_raw_os_error(code as i32)),
+        }
     }
 
     /// Starts an operation and waits for it per `wait`; if the wait runs out the

@@ -47,14 +47,22 @@ use named_ipc::bench_support;
 pub use self::peer::peer;
 use self::raw::RawWait;
 use self::report::{fmt_ns, Measurement};
+use self::transports::Way;
 use crate::cli::{BenchArgs, Suite};
 use crate::cmd::pipe::seconds;
 use crate::out;
 use crate::usage;
 
 const RTT_SHM: [&str; 4] = ["shm-spin", "raw-spin", "shm-blocking", "raw-futex"];
-const RTT_PIPE: [&str; 2] = ["pipe", "raw-uds"];
-const TPUT_SHM: [&str; 4] = ["shm-spin", "shm-blocking", "raw-ring", "memcpy"];
+const RTT_PIPE: [&str; 3] = ["pipe", "pipe-timeouts", "raw-uds"];
+const TPUT_SHM: [&str; 6] = [
+    "shm-spin",
+    "shm-spin-timeouts",
+    "shm-zero-copy",
+    "shm-blocking",
+    "raw-ring",
+    "memcpy",
+];
 
 /// Spin budget of `shm-spin`: long enough never to sleep.
 const SPIN: Duration = Duration::from_secs(3600);
@@ -253,14 +261,36 @@ fn measure(
         ("rtt", "shm-blocking") => rtt(transports::rtt_channel(ctx, Duration::ZERO, size)?),
         ("rtt", "raw-spin") => rtt(raw::rtt_raw(ctx, RawWait::Spin, size)?),
         ("rtt", "raw-futex") => rtt(raw::rtt_raw(ctx, RawWait::Kernel, size)?),
-        ("rtt", "pipe") => rtt(transports::rtt_pipe(ctx, size)?),
+        ("rtt", "pipe") => rtt(transports::rtt_pipe(ctx, size, false)?),
+        ("rtt", "pipe-timeouts") => rtt(transports::rtt_pipe(ctx, size, true)?),
         ("rtt", "raw-uds") => raw::rtt_uds(ctx, size)?.and_then(rtt),
-        ("throughput", "shm-spin") => Some(transports::tput_channel(ctx, transport, SPIN, size)?),
+        ("throughput", "shm-spin") => Some(transports::tput_channel(
+            ctx,
+            transport,
+            SPIN,
+            size,
+            Way::Copy,
+        )?),
+        ("throughput", "shm-spin-timeouts") => Some(transports::tput_channel(
+            ctx,
+            transport,
+            SPIN,
+            size,
+            Way::CopyTimeouts,
+        )?),
+        ("throughput", "shm-zero-copy") => Some(transports::tput_channel(
+            ctx,
+            transport,
+            SPIN,
+            size,
+            Way::ZeroCopy,
+        )?),
         ("throughput", "shm-blocking") => Some(transports::tput_channel(
             ctx,
             transport,
             Duration::ZERO,
             size,
+            Way::Copy,
         )?),
         ("throughput", "raw-ring") => Some(raw::tput_raw_ring(ctx, size)?),
         ("throughput", "memcpy") => Some(raw::tput_memcpy(ctx, size)),

@@ -12,6 +12,7 @@ use named_ipc::shm::{Protection, ShmSegment};
 use named_ipc::sync::NamedEvent;
 
 use super::raw::{signal, wait_for, PingPong, RawRing, RawWait, Stall, STOP};
+use super::transports::TIMEOUT;
 use crate::cli::BenchPeerArgs;
 
 /// The peer's end of a `channel_to` channel (`extra` is the spin in ns), split.
@@ -44,18 +45,55 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
                 .mode(PipeMode::Message)
                 .timeout(Duration::from_secs(30))
                 .connect(&a.target)?;
+            if a.extra.as_deref() == Some("timeouts") {
+                c.set_read_timeout(Some(TIMEOUT))?;
+                c.set_write_timeout(Some(TIMEOUT))?;
+            }
             let mut buf = Vec::with_capacity(size);
             while c.recv_into(&mut buf)?.is_some() {
                 c.send(&buf)?;
             }
         }
-        "chan-sink" => {
+        "chan-sink" | "chan-sink-timeouts" => {
             let (mut tx, mut rx) = connect_channel(&a)?;
+            if a.role == "chan-sink-timeouts" {
+                rx.set_read_timeout(Some(TIMEOUT))?;
+            }
             let mut buf = Vec::with_capacity(size);
             let mut n = 0u64;
             while rx.recv_into(&mut buf)?.context("the sender left")? == size {
                 n += 1;
             }
+            tx.send(&n.to_le_bytes())?;
+            // Wait for the measuring side to close.
+            while rx.recv()?.is_some() {}
+        }
+        "chan-sink-in-place" => {
+            // Reads every byte in place, 4 KiB at a time (what a parser of
+            // the message would touch), never copying the message out whole.
+            let (mut tx, mut rx) = connect_channel(&a)?;
+            let mut chunk = [0u8; 4096];
+            let mut n = 0u64;
+            let mut sum = 0u64;
+            loop {
+                let len = rx
+                    .recv_with(|m| {
+                        let mut at = 0;
+                        while at < m.len() {
+                            let k = (m.len() - at).min(chunk.len());
+                            m.read_at(at, &mut chunk[..k]);
+                            sum = sum.wrapping_add(u64::from(chunk[k - 1]));
+                            at += k;
+                        }
+                        m.len()
+                    })?
+                    .context("the sender left")?;
+                if len != size {
+                    break;
+                }
+                n += 1;
+            }
+            std::hint::black_box(sum);
             tx.send(&n.to_le_bytes())?;
             // Wait for the measuring side to close.
             while rx.recv()?.is_some() {}

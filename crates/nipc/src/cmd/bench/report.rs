@@ -79,6 +79,13 @@ fn baseline(test: &str, transport: &str, size: usize) -> Option<&'static str> {
         ("rtt", "shm-spin") => Some("raw-spin"),
         ("rtt", "shm-blocking") => Some("raw-futex"),
         ("rtt", "pipe") => Some("raw-uds"),
+        // What timeouts cost when nothing times out.
+        ("rtt", "pipe-timeouts") => Some("pipe"),
+        ("throughput", "shm-spin-timeouts") => Some("shm-spin"),
+        // In place against one copy of the message on one core.
+        ("throughput", "shm-zero-copy") if size >= 1 << 20 => Some("memcpy"),
+        // In place against copying in and out.
+        ("throughput", "shm-zero-copy") => Some("shm-spin"),
         ("throughput", "shm-spin" | "shm-blocking") if size >= 1 << 20 => Some("memcpy"),
         ("throughput", "shm-spin" | "shm-blocking") => Some("raw-ring"),
         _ => None,

@@ -55,14 +55,24 @@ pub(super) fn rtt_channel(ctx: &Ctx, spin: Duration, size: usize) -> Result<Vec<
     Ok(ns)
 }
 
-/// Round trips of `size` bytes through a message-mode pipe.
-pub(super) fn rtt_pipe(ctx: &Ctx, size: usize) -> Result<Vec<u64>> {
+/// How long the timeouts of the `…-timeouts` rows are: set, never reached.
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Round trips of `size` bytes through a message-mode pipe; with
+/// `timeouts`, both ends have read and write timeouts set (which a robust
+/// program does), to show what they cost when nothing times out.
+pub(super) fn rtt_pipe(ctx: &Ctx, size: usize, timeouts: bool) -> Result<Vec<u64>> {
     let name = unique("pipe");
     let l = ListenerOptions::new()
         .mode(PipeMode::Message)
         .create(&name)?;
-    let peer = PeerProc::spawn(ctx, "pipe-echo", &name, size, None)?;
+    let extra = timeouts.then_some("timeouts");
+    let peer = PeerProc::spawn(ctx, "pipe-echo", &name, size, extra)?;
     let c = l.accept_timeout(Duration::from_secs(30))?;
+    if timeouts {
+        c.set_read_timeout(Some(TIMEOUT))?;
+        c.set_write_timeout(Some(TIMEOUT))?;
+    }
     let msg = vec![0x5a; size];
     let mut buf = Vec::with_capacity(size);
     let ns = sample(ctx.budget, || {
@@ -75,22 +85,47 @@ pub(super) fn rtt_pipe(ctx: &Ctx, size: usize) -> Result<Vec<u64>> {
     Ok(ns)
 }
 
-/// One way through the channel to a sink that copies every message out and
+/// How the one-way channel rows move their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Way {
+    /// `send` copies each message in, the sink's `recv_into` copies it out.
+    Copy,
+    /// The same, with read and write timeouts set on both ends.
+    CopyTimeouts,
+    /// `send_with` writes each message in place (every byte), the sink's
+    /// `recv_with` reads it in place (every byte).
+    ZeroCopy,
+}
+
+/// One way through the channel to a sink that takes every message and
 /// acknowledges the count at the end.
 pub(super) fn tput_channel(
     ctx: &Ctx,
     transport: &'static str,
     spin: Duration,
     size: usize,
+    way: Way,
 ) -> Result<Measurement> {
-    let (peer, mut c, mut back) = channel_to(ctx, "chan-sink", spin, size)?;
+    let role = match way {
+        Way::Copy => "chan-sink",
+        Way::CopyTimeouts => "chan-sink-timeouts",
+        Way::ZeroCopy => "chan-sink-in-place",
+    };
+    let (peer, mut c, mut back) = channel_to(ctx, role, spin, size)?;
+    if way == Way::CopyTimeouts {
+        c.set_write_timeout(Some(TIMEOUT))?;
+    }
     let msg = vec![0x5a; size];
     let end: Vec<u8> = if size == 0 { vec![0] } else { Vec::new() };
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < ctx.budget || n < 16 {
         for _ in 0..16 {
-            c.send(&msg)?;
+            if way == Way::ZeroCopy {
+                c.send_with(size, |buf| buf.fill(n as u8))?;
+            } else {
+                c.send(&msg)?;
+            }
         }
         n += 16;
     }

@@ -4,10 +4,12 @@
 use std::io;
 use std::os::windows::io::OwnedHandle;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED,
-    ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
+    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_OPERATION_ABORTED, ERROR_PIPE_BUSY,
+    ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE, HANDLE,
+    INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FlushFileBuffers, ReadFile, WriteFile, FILE_FLAG_OVERLAPPED, FILE_READ_ATTRIBUTES,
@@ -18,11 +20,11 @@ use windows_sys::Win32::System::Pipes::{
     PIPE_READMODE_MESSAGE, PIPE_TYPE_MESSAGE,
 };
 
-use super::super::{cvt, owned, raw, Overlapped};
+use super::super::{cvt, owned, raw, Overlapped, Started};
 use crate::pipe::framing::Received;
 use crate::pipe::{Access, ConnectOptions, PipeMode};
 use crate::proto::recv::RecvState;
-use crate::proto::send::{Outgoing, SendState, Sink};
+use crate::proto::send::{Outgoing, SendState, Sink, SEND_GRACE};
 use crate::sys::{Backoff, Wait};
 
 use super::{code, lock, Addr, BUSY_WAIT_MS, GROW_MIN};
@@ -265,18 +267,21 @@ impl Stream {
                 out.reserve((left as usize).clamp(1, GROW_MIN.max(out.len())));
             }
             match self.read_spare(&rx, out, wait) {
-                Ok((_, false)) => {
+                Ok((n, false)) => {
                     if !rx.st.is_mid() {
                         rx.st.start(Some(out.len() as u64))?;
                     }
+                    rx.st.took(n as usize);
+                    self.check_complete(&mut rx.st)?;
                     rx.st.finish();
                     return Ok(Some(out.len()));
                 }
-                Ok((_, true)) => {
+                Ok((n, true)) => {
                     if !rx.st.is_mid() {
                         let left = self.left_in_message()?;
                         rx.st.start(Some(out.len() as u64 + u64::from(left)))?;
                     }
+                    rx.st.took(n as usize);
                 }
                 Err(e) if Self::is_closed(&e) => {
                     return rx.st.end_of_stream(Some(out.len() as u64))
@@ -317,6 +322,8 @@ impl Stream {
                 if !rx.st.is_mid() {
                     rx.st.start(Some(u64::from(n)))?;
                 }
+                rx.st.took(n as usize);
+                self.check_complete(&mut rx.st)?;
                 rx.st.finish();
                 Ok(Some(Received {
                     len: n as usize,
@@ -328,6 +335,7 @@ impl Stream {
                 if !rx.st.is_mid() {
                     rx.st.start(Some(u64::from(n) + u64::from(left)))?;
                 }
+                rx.st.took(n as usize);
                 Ok(Some(Received {
                     len: n as usize,
                     remaining: u64::from(left),
@@ -335,6 +343,30 @@ impl Stream {
             }
             Err(e) if Self::is_closed(&e) => rx.st.end_of_stream(None).map(|_| None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A message read to its end must have the length the pipe announced
+    /// when it was first read in part (`ERROR_MORE_DATA` and
+    /// `PeekNamedPipe`). A shorter one was cut by its writer (a write
+    /// cancelled after part of it was read): the rest never comes, and what
+    /// follows belongs to another message, so the stream is poisoned rather
+    /// than handing out the cut message, or gluing the next one to it.
+    fn check_complete(&self, st: &mut RecvState) -> io::Result<()> {
+        match st.total() {
+            Some(total) if st.got() != total => {
+                let got = st.got();
+                Err(st.fail(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{}: the writer gave up in the middle of a {total}-byte message \
+                         ({got} bytes came); the stream cannot be trusted to be at a \
+                         message boundary any more — reconnect",
+                        self.label
+                    ),
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -387,7 +419,11 @@ impl Stream {
     pub(crate) fn send_msg(&self, msg: &[u8], wait: Wait) -> io::Result<()> {
         let mut tx = lock(&self.tx);
         let Tx { ov, st } = &mut *tx;
-        let mut sink = MessageSink { stream: self, ov };
+        let mut sink = MessageSink {
+            stream: self,
+            ov,
+            cut: false,
+        };
         st.send(&mut sink, &mut Outgoing::raw(msg), wait)
     }
 
@@ -472,25 +508,80 @@ impl Stream {
 }
 
 /// A message-mode pipe as a [`Sink`]: one `WriteFile` per message. A
-/// message the pipe took only part of (a cancel that raced with a reader)
-/// cannot be resumed — its rest would arrive as another message — so the
-/// driver poisons the sending side, and a server disconnects the client.
+/// message the pipe took only part of (the write timed out after a reader had
+/// taken some of it, and the cancel left the rest) cannot be resumed — its
+/// rest would arrive as another message — so the driver poisons the sending
+/// side: no later message follows the cut one. A server also disconnects the
+/// client, which then sees the pipe break; a client cannot close only its
+/// sending side on Windows, so its server sees the cut message never finish
+/// until the client drops the stream.
 struct MessageSink<'a> {
     stream: &'a Stream,
     ov: &'a Overlapped,
+    /// A timed-out write was cancelled and Windows said nothing was taken,
+    /// which it also says of a write a reader had taken part of.
+    cut: bool,
 }
 
 impl Sink for MessageSink<'_> {
     fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
-        let wait = *wait;
-        if out.sent() > 0 {
+        if out.sent() > 0 || self.cut {
             return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the pipe took only part of the message",
+                io::ErrorKind::TimedOut,
+                "the write timed out after the pipe had taken part of the message",
             ));
         }
         let [_, body] = out.rest();
-        self.stream.write_once(self.ov, body, wait)
+        let len = u32::try_from(body.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a message is limited to 4 GiB - 1 bytes",
+            )
+        })?;
+        let (h, ov) = (self.stream.h(), self.ov);
+        let p = body.as_ptr();
+        // SAFETY: nothing is in flight on `ov` (the caller holds the tx lock);
+        // `body` outlives this call, and every path below completes the write
+        // or cancels it and waits for the cancel before returning.
+        match unsafe { ov.start(h, |o| WriteFile(h, p, len, std::ptr::null_mut(), o)) }? {
+            Started::Done(n, _) => return Ok(n as usize),
+            Started::Pending => {}
+        }
+        if let Some((n, _)) = ov.wait(h, *wait)? {
+            return Ok(n as usize);
+        }
+        let aborted = |e: &io::Error| e.raw_os_error() == Some(ERROR_OPERATION_ABORTED as i32);
+        if *wait == Wait::Never {
+            // Pending for an instant only: nothing taken unless a read raced
+            // with it, which the reader then notices (its message ends short).
+            return match ov.cancel(h) {
+                Ok((n, _)) => Ok(n as usize),
+                Err(e) if aborted(&e) => Err(wait.expired_error()),
+                Err(e) => Err(e),
+            };
+        }
+        // The pipe holds the message and a reader may be taking it: give it
+        // the grace period before cancelling, since a cancelled write that a
+        // reader took part of cannot be told from one it did not touch.
+        if let Some((n, _)) = ov.wait(h, Wait::Until(Instant::now() + SEND_GRACE))? {
+            return Ok(n as usize);
+        }
+        match ov.cancel(h) {
+            Ok((n, _)) => Ok(n as usize),
+            Err(e) if aborted(&e) => {
+                self.cut = true;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the write timed out while the pipe held the message, and Windows does not \
+                     say whether the reader had taken part of it",
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn cut(&self) -> bool {
+        self.cut
     }
 
     fn abort(&mut self) {
