@@ -52,6 +52,13 @@ mod traits_check;
 
 pub use error::{downcast_io, Error, ErrorKind, Result};
 
+/// Locks `m`, also when a panic elsewhere poisoned it: every value this crate
+/// guards with a mutex is left consistent by each critical section, so a
+/// panicking holder leaves nothing half-done to protect against.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Raw primitives for the baselines of `nipc bench` (feature `bench-support`).
 /// Not part of the API: no stability promise.
 #[cfg(feature = "bench-support")]

@@ -84,7 +84,7 @@ pub(crate) fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-fn peer_closed() -> io::Error {
+pub(crate) fn peer_closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the peer closed the channel")
 }
 
@@ -542,32 +542,11 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
 #[allow(unsafe_code)]
 mod loom_tests {
     use super::*;
+    use crate::channel::ring::loom_tests::Cells;
     use crate::channel::ring::Control;
-    use crate::proto::send::{SendState, Sink};
+    use crate::proto::send::{Outgoing, SendState, Sink};
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
-
-    /// Memory whose every byte is a loom cell: loom reports a read of bytes
-    /// whose write is not ordered before it (a broken publication).
-    struct Cells(Vec<UnsafeCell<u8>>);
-
-    impl Memory for &Cells {
-        fn len(&self) -> usize {
-            self.0.len()
-        }
-        fn read(&self, offset: usize, dst: &mut [u8]) {
-            for (i, d) in dst.iter_mut().enumerate() {
-                // SAFETY: loom checks that this read is ordered after the write.
-                *d = self.0[offset + i].with(|p| unsafe { *p });
-            }
-        }
-        fn write(&self, offset: usize, src: &[u8]) {
-            for (i, s) in src.iter().enumerate() {
-                // SAFETY: loom checks that no read races with this write.
-                self.0[offset + i].with_mut(|p| unsafe { *p = *s });
-            }
-        }
-    }
 
     /// Sleeps until the sequence word changes, with no timeout: a lost
     /// wake-up never ends (loom reports it), where the OS sleeper would hide
@@ -668,6 +647,40 @@ mod loom_tests {
             vec![vec![1, 2, 3], (0..20).collect(), vec![], vec![9; 12]],
             false,
         );
+    }
+
+    /// A message written in place that needs almost the whole ring: its
+    /// padding is published on its own, the sleeping consumer is woken to
+    /// consume it, and the producer sleeping for room is woken in turn.
+    #[test]
+    fn a_record_of_almost_the_whole_ring_waits_for_its_padding_to_be_consumed() {
+        loom::model(|| {
+            let ctl = Arc::new(Control::new());
+            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let (c2, m2) = (ctl.clone(), mem.clone());
+            let t = loom::thread::spawn(move || {
+                let mut p = Producer::new(&c2, &*m2);
+                let mut st = SendState::new("loom");
+                let small = [1u8; 8];
+                st.send(
+                    &mut RingSink { p: &mut p },
+                    &mut Outgoing::raw(&small),
+                    Wait::Block,
+                )
+                .unwrap();
+                let r = reserve(&mut p, &Sleeper, 48, &mut Wait::Block).unwrap();
+                p.fill(&r, &[&[2u8; 48]]);
+                commit(&mut p, &Sleeper, r);
+            });
+            let mut c = Consumer::new(&ctl, &*mem);
+            let mut st = RecvState::new("loom", 1 << 20);
+            let mut out = Vec::new();
+            recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap();
+            assert_eq!(out, [1u8; 8]);
+            recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap();
+            assert_eq!(out, [2u8; 48]);
+            t.join().unwrap();
+        });
     }
 
     /// The consumer closes while the producer sleeps for room: the producer

@@ -815,14 +815,14 @@ mod tests {
 
 #[cfg(all(test, loom))]
 #[allow(unsafe_code)]
-mod loom_tests {
+pub(crate) mod loom_tests {
     use super::*;
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
 
     /// Memory whose every byte is a loom cell: loom reports a read of bytes
     /// whose write is not ordered before it (a broken publication).
-    struct Cells(Vec<UnsafeCell<u8>>);
+    pub(crate) struct Cells(pub(crate) Vec<UnsafeCell<u8>>);
 
     impl Memory for &Cells {
         fn len(&self) -> usize {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::options::ChannelOptions;
@@ -14,9 +14,7 @@ use crate::error::Result;
 use crate::pipe::{Received, Timing, UserId};
 use crate::sys::Wait;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::lock;
 
 /// One end of a shared-memory channel. Every method takes `&self`: sends from
 /// several threads are serialised by a lock, as are receives. For the fastest

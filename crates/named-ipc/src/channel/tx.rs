@@ -63,10 +63,7 @@ impl TxEnd {
             let lens = flow::record_lens(msg.len(), self.p.chunk());
             if !self.p.fits(lens).map_err(|c| invalid(c.0))? {
                 if self.p.peer_closed() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the peer closed the channel",
-                    ));
+                    return Err(flow::peer_closed());
                 }
                 return Err(io::ErrorKind::WouldBlock.into());
             }

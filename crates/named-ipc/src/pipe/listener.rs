@@ -22,7 +22,7 @@ pub(crate) struct SlotGuard(Arc<Slots>);
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let mut live = self.0.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = crate::lock(&self.0.live);
         *live -= 1;
         drop(live);
         self.0.freed.notify_all();
@@ -45,7 +45,7 @@ impl Slots {
 
     /// Reserves a slot, waiting while all `max` are taken.
     fn reserve(self: &Arc<Slots>, wait: Wait) -> io::Result<SlotGuard> {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = crate::lock(&self.live);
         while *live >= self.max {
             live = match wait.remaining() {
                 None => self.freed.wait(live).unwrap_or_else(|p| p.into_inner()),

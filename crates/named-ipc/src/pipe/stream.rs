@@ -343,9 +343,11 @@ impl PipeStream {
 
     /// Sends `msg` as one message (0 bytes to 4 GiB − 1).
     ///
-    /// A send either accepts the whole message or none of it: after `WouldBlock`
-    /// or `TimedOut` nothing was sent. (If the OS took only part, the rest is
-    /// queued and goes out before the next message.)
+    /// `Ok` means the whole message was handed to the OS. After `WouldBlock`
+    /// or `TimedOut` nothing was sent — unless the error says the sending side
+    /// is closed: a message stuck part-way for longer than the write timeout
+    /// plus a second closes it, so the peer never takes a cut message for a
+    /// whole one (see the README's "What `Ok` means").
     ///
     /// # Errors
     /// `BrokenPipe` when the peer has gone; `WouldBlock`/`TimedOut` in

@@ -17,8 +17,7 @@ use std::sync::Arc;
 use super::recv::RecvState;
 use crate::pipe::framing::Received;
 
-/// Size of the length prefix in bytes.
-pub(crate) const HEADER_LEN: usize = 4;
+pub(crate) use crate::pipe::framing::HEADER_LEN;
 
 /// Read-ahead buffer per stream: small messages arrive with their header in
 /// one read.

@@ -218,7 +218,11 @@ impl SendState {
         while !out.is_done() {
             match sink.write(out, &mut wait) {
                 Ok(0) if out.len() > out.sent() => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the transport took no bytes");
+                    let e = io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the OS took none of the message and reported no error; the stream is \
+                         unusable — reconnect",
+                    );
                     return Err(self.abort(sink, out, e));
                 }
                 Ok(n) => out.advance(n),

@@ -205,7 +205,7 @@ impl NamedMutex {
     }
 
     fn holder(&self) -> std::sync::MutexGuard<'_, Option<ThreadId>> {
-        self.holder.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.holder)
     }
 
     fn acquire(&self, wait: Wait) -> Result<Option<NamedMutexGuard<'_>>> {

@@ -106,7 +106,7 @@ pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
             return Err(Error::from_io(
                 e,
                 name,
-                &format!("cannot create the pipe directory {}", dir.display()),
+                &format!("cannot create the named-ipc directory {}", dir.display()),
                 "check that its parent exists and is writable",
             ));
         }
@@ -126,7 +126,7 @@ pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
             ErrorKind::PermissionDenied,
             name,
             format!(
-                "the pipe directory {} belongs to uid {}, not to you (uid {me}); \
+                "the named-ipc directory {} belongs to uid {}, not to you (uid {me}); \
                  remove it, or set XDG_RUNTIME_DIR",
                 dir.display(),
                 st.st_uid
@@ -139,7 +139,7 @@ pub(crate) fn ensure_private_dir(name: &str, dir: &Path) -> Result<()> {
             ErrorKind::PermissionDenied,
             name,
             format!(
-                "the pipe directory {} has mode {:o}, open to other users; run chmod 700 on it",
+                "the named-ipc directory {} has mode {:o}, open to other users; run chmod 700 on it",
                 dir.display(),
                 mode & 0o777
             ),

@@ -121,7 +121,8 @@ impl Listener {
         })
     }
 
-    /// Accepts one client. Never returns `Ok(None)` on Unix (Windows returns it
+    /// Accepts one client, or [`Accept::Interrupted`] once `flag` is raised.
+    /// Never [`Accept::Busy`] on Unix (Windows returns it
     /// when it has no free instance).
     pub(crate) fn accept(&self, wait: Wait, flag: Option<&Flag>) -> io::Result<Accept<Stream>> {
         loop {

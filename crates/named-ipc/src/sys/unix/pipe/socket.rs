@@ -78,7 +78,7 @@ pub(super) fn sockaddr(path: &Path) -> io::Result<SocketAddrUnix> {
     if path.as_os_str().len() > MAX_PATH {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "socket path too long",
+            "the socket path is too long for this OS; use a shorter pipe name",
         ));
     }
     Ok(SocketAddrUnix::new(path)?)

@@ -5,9 +5,10 @@
 //! (see [`framing`](crate::pipe::framing)).
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rustix::event::PollFlags;
@@ -111,11 +112,18 @@ impl Sink for FdSink<'_> {
         };
         let [a, b] = out.rest();
         let r = if a.len() + b.len() <= SMALL_FRAME {
-            let mut small = [0u8; SMALL_FRAME];
-            small[..a.len()].copy_from_slice(a);
-            small[a.len()..a.len() + b.len()].copy_from_slice(b);
-            let one = [IoSlice::new(&small[..a.len() + b.len()])];
-            send_raw(self.fd, &one, &mut dl)
+            let mut small = [MaybeUninit::<u8>::uninit(); SMALL_FRAME];
+            let n = a.len() + b.len();
+            // SAFETY: `a` then `b` fill the first `n` bytes of `small`
+            // (n <= SMALL_FRAME), which are then read as initialised bytes;
+            // the copies cannot overlap (stack array vs the caller's slices).
+            let frame = unsafe {
+                let p = small.as_mut_ptr().cast::<u8>();
+                std::ptr::copy_nonoverlapping(a.as_ptr(), p, a.len());
+                std::ptr::copy_nonoverlapping(b.as_ptr(), p.add(a.len()), b.len());
+                std::slice::from_raw_parts(p, n)
+            };
+            send_raw(self.fd, &[IoSlice::new(frame)], &mut dl)
         } else {
             let bufs = [IoSlice::new(a), IoSlice::new(b)];
             send_raw(
@@ -135,9 +143,7 @@ impl Sink for FdSink<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::lock;
 
 impl Stream {
     pub(super) fn new(fd: OwnedFd, mode: PipeMode, max_message: u32, label: String) -> Stream {
@@ -304,10 +310,8 @@ impl Stream {
     /// Message mode: one message, all of it.
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
         match self.mode {
-            PipeMode::Byte => {
-                lock(&self.tx).check()?;
-                send_raw(self.raw(), bufs, &mut self.send_deadline(wait))
-            }
+            // Byte mode has no frames, so nothing can poison it.
+            PipeMode::Byte => send_raw(self.raw(), bufs, &mut self.send_deadline(wait)),
             PipeMode::Message => {
                 let msg: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
                 self.send_msg(&msg, wait).map(|()| msg.len())
@@ -317,14 +321,11 @@ impl Stream {
 
     pub(crate) fn write(&self, buf: &[u8], wait: Wait) -> io::Result<usize> {
         match self.mode {
-            PipeMode::Byte => {
-                lock(&self.tx).check()?;
-                send_raw(
-                    self.raw(),
-                    &[IoSlice::new(buf)],
-                    &mut self.send_deadline(wait),
-                )
-            }
+            PipeMode::Byte => send_raw(
+                self.raw(),
+                &[IoSlice::new(buf)],
+                &mut self.send_deadline(wait),
+            ),
             PipeMode::Message => self.send_msg(buf, wait).map(|()| buf.len()),
         }
     }
@@ -361,7 +362,8 @@ impl Stream {
         let rx = lock(&self.rx);
         if !rx.is_idle() {
             return Err(io::Error::other(
-                "a descriptor must come with the first message",
+                "the channel handshake must be the first message on its pipe (something \
+                 was read before it); this is a bug in the caller",
             ));
         }
         let mut head = [0u8; HEADER_LEN];
@@ -380,7 +382,8 @@ impl Stream {
         if len > 64 * 1024 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "handshake message too long",
+                "the channel server's handshake message is longer than 64 KiB: it is \
+                 not a named-ipc channel server of this version",
             ));
         }
         let mut body = vec![0u8; len];

@@ -148,7 +148,8 @@ impl Listener {
         })
     }
 
-    /// Accepts one client. `Ok(None)`: no instance is free (all `max_instances`
+    /// Accepts one client, or [`Accept::Interrupted`] once `flag` is raised.
+    /// [`Accept::Busy`]: no instance is free (all `max_instances`
     /// are connected); the caller waits for one of its streams to close.
     pub(crate) fn accept(&self, wait: Wait, flag: Option<&Flag>) -> io::Result<Accept<Stream>> {
         let mut pending = lock(&self.pending);

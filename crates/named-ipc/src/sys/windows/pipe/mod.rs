@@ -10,7 +10,6 @@ pub(crate) use listener::Listener;
 pub(crate) use stream::Stream;
 
 use std::io;
-use std::sync::{Mutex, MutexGuard};
 
 use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::Storage::FileSystem::{
@@ -75,9 +74,7 @@ pub(crate) fn resolve(name: &str) -> Result<Addr> {
     Ok(Addr { full, wide, remote })
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(super) use crate::lock;
 
 pub(super) fn code(e: &io::Error) -> Option<u32> {
     e.raw_os_error().map(|c| c as u32)
