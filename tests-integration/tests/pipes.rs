@@ -776,3 +776,42 @@ fn read_timeouts_can_be_set_changed_and_cleared() {
         }
     });
 }
+
+/// Several threads may wait in `accept` on one listener; each keeps its own
+/// deadline (one waiting a long time must not hold up one with a short
+/// timeout), and a client goes to one of them.
+#[test]
+fn concurrent_accepts_each_keep_their_deadline() {
+    with_watchdog("concurrent accepts", || {
+        let name = unique("accepts");
+        let l = std::sync::Arc::new(PipeListener::bind(&name).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let long = std::thread::spawn({
+            let (l, tx) = (l.clone(), tx.clone());
+            move || {
+                let r = l.accept_timeout(STEP);
+                tx.send("long").unwrap();
+                r
+            }
+        });
+        let short = std::thread::spawn({
+            let l = l.clone();
+            move || {
+                let r = l.accept_timeout(Duration::from_millis(100));
+                tx.send("short").unwrap();
+                r
+            }
+        });
+        // The short one times out while the long one still waits.
+        assert_eq!(rx.recv_timeout(STEP).unwrap(), "short");
+        assert_eq!(
+            short.join().unwrap().unwrap_err().kind(),
+            std::io::ErrorKind::TimedOut
+        );
+        let c = PipeStream::connect_timeout(&name, STEP).unwrap();
+        assert_eq!(rx.recv_timeout(STEP).unwrap(), "long");
+        let s = long.join().unwrap().unwrap();
+        c.send(b"x").unwrap();
+        assert_eq!(s.recv().unwrap().unwrap(), b"x");
+    });
+}

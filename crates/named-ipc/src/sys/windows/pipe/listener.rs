@@ -38,7 +38,7 @@ struct Instance {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Some(inst) = lock(&self.pending).take() {
+        for inst in lock(&self.pending).drain(..) {
             if inst.connecting {
                 // The OVERLAPPED must outlive the operation.
                 let _ = inst.ov.cancel(raw(&inst.handle));
@@ -58,7 +58,8 @@ pub(crate) struct Listener {
     mode: PipeMode,
     max_message: u32,
     label: String,
-    pending: Mutex<Option<Instance>>,
+    /// Listening instances nobody is waiting on right now.
+    pending: Mutex<Vec<Instance>>,
 }
 
 impl Listener {
@@ -101,7 +102,7 @@ impl Listener {
             mode: opts.mode,
             max_message: opts.max_message,
             label: format!("pipe {name:?}"),
-            pending: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
         };
         let first = l.create_instance(true).map_err(|e| {
             if code(&e) == Some(ERROR_ACCESS_DENIED) || code(&e) == Some(ERROR_PIPE_BUSY) {
@@ -117,7 +118,7 @@ impl Listener {
                 Error::from_io(e, name, &what, "")
             }
         })?;
-        *lock(&l.pending) = Some(first);
+        lock(&l.pending).push(first);
         Ok(l)
     }
 
@@ -151,10 +152,16 @@ impl Listener {
     /// Accepts one client, or [`Accept::Interrupted`] once `flag` is raised.
     /// [`Accept::Busy`]: no instance is free (all `max_instances`
     /// are connected); the caller waits for one of its streams to close.
+    ///
+    /// Several threads may accept at once: each takes an instance of its own
+    /// (from the pool of listening ones, or a new one) and waits on it without
+    /// holding any lock, so one waiting accept never delays another past its
+    /// deadline.
     pub(crate) fn accept(&self, wait: Wait, flag: Option<&Flag>) -> io::Result<Accept<Stream>> {
-        let mut pending = lock(&self.pending);
+        let put_back = |inst: Instance| lock(&self.pending).push(inst);
         loop {
-            let mut inst = match pending.take() {
+            let taken = lock(&self.pending).pop();
+            let mut inst = match taken {
                 Some(i) => i,
                 None => match self.create_instance(false) {
                     Ok(i) => i,
@@ -175,11 +182,11 @@ impl Listener {
                     }
                     Ok(Ok(None)) => {
                         // Still waiting for a client: keep the operation in flight.
-                        *pending = Some(inst);
+                        put_back(inst);
                         return Err(wait.expired_error());
                     }
                     Ok(Err(())) => {
-                        *pending = Some(inst);
+                        put_back(inst);
                         return Ok(Accept::Interrupted);
                     }
                     Err(e) => {
@@ -188,7 +195,7 @@ impl Listener {
                             // The client left already: recycle the instance.
                             // SAFETY: h is our pipe instance.
                             unsafe { DisconnectNamedPipe(h) };
-                            *pending = Some(inst);
+                            put_back(inst);
                             continue;
                         }
                         return Err(e);
@@ -201,7 +208,7 @@ impl Listener {
                     Ok(Started::Done(..)) => true,
                     Ok(Started::Pending) => {
                         inst.connecting = true;
-                        *pending = Some(inst);
+                        put_back(inst);
                         continue;
                     }
                     Err(e) if code(&e) == Some(ERROR_PIPE_CONNECTED) => true,
@@ -209,7 +216,7 @@ impl Listener {
                         // A client connected and closed before we got here.
                         // SAFETY: h is our pipe instance.
                         unsafe { DisconnectNamedPipe(h) };
-                        *pending = Some(inst);
+                        put_back(inst);
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -217,7 +224,13 @@ impl Listener {
             };
             debug_assert!(connected);
             // Keep an instance listening so clients never see "not found".
-            *pending = self.create_instance(false).ok();
+            let mut pool = lock(&self.pending);
+            if pool.is_empty() {
+                if let Ok(next) = self.create_instance(false) {
+                    pool.push(next);
+                }
+            }
+            drop(pool);
             let Instance { handle, ov, .. } = inst;
             return Stream::new(
                 handle,
