@@ -34,9 +34,11 @@
 //! - Everything read from shared memory (ring positions, record headers, the
 //!   segment header) is read once into a local, validated, then used: a
 //!   corrupt or hostile peer gets the channel an `InvalidData` error, never an
-//!   out-of-bounds access, a panic or undefined behaviour. Message bytes in
-//!   shared memory are only ever copied, never borrowed, unless you take the
-//!   `unsafe` [`InPlace::as_slice`] / [`InPlaceMut::as_mut_slice`] route.
+//!   out-of-bounds access or a panic. Message bytes in shared memory are only
+//!   ever copied through raw pointers, never borrowed as `&[u8]`, unless you
+//!   take the `unsafe` [`InPlace::as_slice`] / [`InPlaceMut::as_mut_slice`]
+//!   route (a copy racing with the peer's writes yields some value for each
+//!   byte; nothing derived from it is trusted unchecked).
 //!
 //! # Examples
 //! ```no_run
