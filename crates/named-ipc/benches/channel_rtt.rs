@@ -1,6 +1,8 @@
 //! Round trip through the shared-memory channel (split halves, spinning, and
-//! blocking), beside a raw ping-pong on one atomic and a pipe, in one run.
-//! Two threads of one process; `nipc bench` measures two processes.
+//! blocking; spinning with read/write timeouts set, which should cost nothing
+//! while nothing waits; spinning with zero copy on both ends), beside a raw
+//! ping-pong on one atomic, in one run. Two threads of one process;
+//! `nipc bench` measures two processes.
 //!
 //! `cargo bench -p named-ipc --bench channel_rtt`
 // criterion's macros generate undocumented items.
@@ -25,8 +27,18 @@ fn unique(tag: &str) -> String {
     )
 }
 
+/// How the echo thread answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Echo {
+    /// `recv_into` then `send`.
+    Copy,
+    /// `recv_with` reading the message in place, `send_with` writing the
+    /// answer in place.
+    InPlace,
+}
+
 /// A channel with an echo thread on the other end; returns our halves.
-fn channel(spin: Duration) -> (ShmSender, ShmReceiver) {
+fn channel(spin: Duration, echo: Echo) -> (ShmSender, ShmReceiver) {
     let name = unique("chan");
     let l = ChannelOptions::new()
         .capacity(1 << 20)
@@ -36,8 +48,27 @@ fn channel(spin: Duration) -> (ShmSender, ShmReceiver) {
     std::thread::spawn(move || {
         let (mut tx, mut rx) = l.accept().unwrap().split();
         let mut buf = Vec::new();
-        while rx.recv_into(&mut buf).unwrap().is_some() {
-            tx.send(&buf).unwrap();
+        match echo {
+            Echo::Copy => {
+                while rx.recv_into(&mut buf).unwrap().is_some() {
+                    tx.send(&buf).unwrap();
+                }
+            }
+            Echo::InPlace => {
+                let mut word = [0u8; 8];
+                while let Some(len) = rx
+                    .recv_with(|m| {
+                        m.read_at(0, &mut word[..m.len().min(8)]);
+                        m.len()
+                    })
+                    .unwrap()
+                {
+                    tx.send_with(len, |b| {
+                        b.write_at(0, &word[..len.min(8)]);
+                    })
+                    .unwrap();
+                }
+            }
         }
     });
     ChannelOptions::new()
@@ -60,7 +91,7 @@ fn rtt(c: &mut Criterion) {
             ("shm spin", Duration::from_secs(60)),
             ("shm blocking", Duration::ZERO),
         ] {
-            let (mut tx, mut rx) = channel(spin);
+            let (mut tx, mut rx) = channel(spin, Echo::Copy);
             g.bench_with_input(BenchmarkId::new(label, size), &msg, |b, msg| {
                 b.iter(|| {
                     tx.send(black_box(msg)).unwrap();
@@ -68,6 +99,39 @@ fn rtt(c: &mut Criterion) {
                 })
             });
         }
+
+        // Timeouts set on every end, never reached: the clock is read only
+        // when a call has to wait, so this should match "shm spin".
+        let (mut tx, mut rx) = channel(Duration::from_secs(60), Echo::Copy);
+        tx.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        g.bench_with_input(
+            BenchmarkId::new("shm spin + timeouts", size),
+            &msg,
+            |b, msg| {
+                b.iter(|| {
+                    tx.send(black_box(msg)).unwrap();
+                    rx.recv_into(&mut buf).unwrap().unwrap();
+                })
+            },
+        );
+
+        // Zero copy both ways: the message is written and read in place,
+        // touching its first 8 bytes.
+        let (mut tx, mut rx) = channel(Duration::from_secs(60), Echo::InPlace);
+        g.bench_with_input(
+            BenchmarkId::new("shm spin in place", size),
+            &size,
+            |b, &n| {
+                b.iter(|| {
+                    tx.send_with(n, |buf| {
+                        buf.write_at(0, &[1u8; 8][..n.min(8)]);
+                    })
+                    .unwrap();
+                    rx.recv_with(|m| m.get(0)).unwrap().unwrap();
+                })
+            },
+        );
 
         // The floor: payload through a shared buffer, one atomic each way.
         let flag = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));

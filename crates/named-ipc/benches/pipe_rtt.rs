@@ -74,6 +74,26 @@ fn rtt(c: &mut Criterion) {
             },
         );
 
+        // The same with read and write timeouts set (never reached): a
+        // socket timeout, not a poll per call, so this should match.
+        let client = message_pair(PipeMode::Message);
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        g.bench_with_input(
+            BenchmarkId::new("named-ipc message + timeouts", size),
+            &msg,
+            |b, msg| {
+                b.iter(|| {
+                    client.send(black_box(msg)).unwrap();
+                    client.recv_into(&mut buf).unwrap().unwrap();
+                })
+            },
+        );
+
         let client = message_pair(PipeMode::Byte);
         let mut framed = Framed::new(&client);
         g.bench_with_input(
