@@ -8,7 +8,7 @@
 //!     12     4  state: 0 empty, 1 initialising, 2 ready (atomic; written last,
 //!               with Release, by the creator)
 //!     16    16  ABI name: ASCII "<cpu>-<C library>" ("x86_64-gnu",
-//!               "aarch64-musl"), NUL-padded; "u32-words" for events, whose
+//!               "aarch64-musl"), NUL-padded; "u32-event-count" for events, whose
 //!               body is plain 32-bit words that any process can share
 //!     32     4  body size: bytes of the object after the header (for a mutex,
 //!               `sizeof(pthread_mutex_t)` of the creator's C library)

@@ -7,8 +7,10 @@
 //! - Mutex, other Unix (no robust mutexes on macOS): an `flock` on a file in
 //!   the per-user directory, whose first byte records "held"; the kernel drops a
 //!   dead holder's lock and the byte tells the next locker it was abandoned.
-//! - Event: three words (manual-reset flag, signalled flag, generation);
-//!   waiters sleep on the generation word with [`futex`](super::futex). Every
+//! - Event: three words (manual-reset flag, state, generation); waiters sleep
+//!   on the generation word with [`futex`](super::futex). An auto-reset
+//!   event's state counts releases owed and waiters asleep, so that each `set`
+//!   releases one sleeping waiter, as on Windows. Every
 //!   `set` bumps the generation, so a manual-reset event that is set and
 //!   reset at once ("pulsed") still releases every thread that was waiting
 //!   when it was set: each waiter notes the generation when it starts and
