@@ -523,6 +523,15 @@ fn detection(kind: &'static str, op: &'static str, iters: u64) -> Vec<Duration> 
         if op == "send" {
             // Fill what the peer does not read, so the next send blocks.
             match &conn {
+                Conn::Pipe(p) if cfg!(windows) => {
+                    // A Windows write that times out while the pipe holds
+                    // its message poisons the sending side (see
+                    // `PipeStream::send`); a non-blocking one that finds
+                    // the pipe full takes nothing and leaves it usable.
+                    p.set_nonblocking(true);
+                    while p.send(&[7; 4000]).is_ok() {}
+                    p.set_nonblocking(false);
+                }
                 Conn::Pipe(p) => {
                     p.set_write_timeout(Some(Duration::from_millis(50)))
                         .unwrap();
