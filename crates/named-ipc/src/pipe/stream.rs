@@ -518,6 +518,10 @@ fn check_server(
         ServerIdentity::User(u) => (u.clone(), u.to_string()),
     };
     let found = inner.peer_user().map_err(|e| {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            // The server left before we could read its user.
+            return Error::from_io(e, name, &what, "");
+        }
         Error::new(
             ErrorKind::PermissionDenied,
             name,

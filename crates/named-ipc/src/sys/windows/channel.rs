@@ -29,11 +29,12 @@ use std::time::Duration;
 use windows_sys::Win32::Foundation::{DuplicateHandle, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Memory::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY};
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, GetCurrentProcess, OpenProcess, SetEvent, WaitForMultipleObjects,
-    WaitForSingleObject, EVENT_MODIFY_STATE, PROCESS_DUP_HANDLE, PROCESS_SYNCHRONIZE,
+    CreateEventW, GetCurrentProcess, SetEvent, WaitForMultipleObjects, WaitForSingleObject,
+    EVENT_MODIFY_STATE, PROCESS_DUP_HANDLE, PROCESS_SYNCHRONIZE,
 };
 
 use super::pipe::Stream;
+use super::process;
 use super::shm::Mapping;
 use super::{object_type, owned, raw};
 use crate::channel::header::Hello;
@@ -76,11 +77,6 @@ impl OsLink {
     }
 }
 
-fn open_process(pid: u32, access: u32) -> io::Result<OwnedHandle> {
-    // SAFETY: plain OpenProcess; the handle is owned below.
-    owned(unsafe { OpenProcess(access, 0, pid) }, std::ptr::null_mut())
-}
-
 fn auto_event() -> io::Result<OwnedHandle> {
     // SAFETY: an unnamed auto-reset event, not signalled.
     owned(
@@ -102,7 +98,8 @@ pub(crate) fn send_hello(
     seg: &Mapping,
     wait: Wait,
 ) -> io::Result<OsLink> {
-    let client = open_process(stream.peer_pid()?, SYNCHRONIZE)?;
+    let pid = stream.peer_pid()?;
+    let client = process::open(pid, SYNCHRONIZE, "the channel client")?;
     let events = (0..4)
         .map(|_| auto_event())
         .collect::<io::Result<Vec<_>>>()?;
@@ -186,6 +183,14 @@ fn take(
     };
     if ok == 0 {
         let e = io::Error::last_os_error();
+        // A server killed mid-handshake fails duplication too: that is the
+        // server leaving, not a bogus handle.
+        if process::ends_soon(server) {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the channel server ended during the handshake",
+            ));
+        }
         let kind = match e.kind() {
             io::ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
             _ => io::ErrorKind::InvalidData,
@@ -230,15 +235,19 @@ pub(crate) fn attach(
             hello.server_pid
         )));
     }
-    let server = open_process(pid, PROCESS_DUP_HANDLE | SYNCHRONIZE).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot open the channel server's process (pid {pid}) to take its shared \
+    let server = process::open(pid, PROCESS_DUP_HANDLE | SYNCHRONIZE, "the channel server")
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return e;
+            }
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open the channel server's process (pid {pid}) to take its shared \
                  handles: {e}; run the server as this user, at the same or a lower elevation"
-            ),
-        )
-    })?;
+                ),
+            )
+        })?;
     let section = take(
         &server,
         hello.handles[0],

@@ -7,6 +7,7 @@ pub(crate) mod affinity;
 pub(crate) mod channel;
 pub(crate) mod flag;
 pub(crate) mod pipe;
+pub(crate) mod process;
 pub(crate) mod security;
 pub(crate) mod shm;
 pub(crate) mod sync;

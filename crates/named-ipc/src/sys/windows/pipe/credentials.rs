@@ -10,12 +10,12 @@ use windows_sys::Win32::System::Pipes::{
     GetNamedPipeClientProcessId, GetNamedPipeServerProcessId, ImpersonateNamedPipeClient,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
-    PROCESS_QUERY_LIMITED_INFORMATION,
+    GetCurrentThread, OpenProcessToken, OpenThreadToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SYNCHRONIZE as SYNCHRONIZE,
 };
 
 use super::super::security::token_user_sid;
-use super::super::{cvt, owned, raw, UserRepr};
+use super::super::{cvt, owned, process, raw, UserRepr};
 
 use super::Stream;
 
@@ -47,14 +47,23 @@ impl Stream {
             ));
         }
         let pid = self.peer_pid()?;
-        // SAFETY: plain OpenProcess; the handle is owned below.
-        let p = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-        let p = owned(p, std::ptr::null_mut())?;
+        let whom = if self.server {
+            "the pipe's client"
+        } else {
+            "the pipe's server"
+        };
+        let p = process::open(pid, PROCESS_QUERY_LIMITED_INFORMATION | SYNCHRONIZE, whom)?;
         let mut token: HANDLE = std::ptr::null_mut();
         // SAFETY: p is a process handle we own; token receives a new handle.
-        cvt(unsafe { OpenProcessToken(raw(&p), TOKEN_QUERY, &mut token) })?;
-        let token = owned(token, std::ptr::null_mut())?;
-        token_user_sid(raw(&token)).map(UserRepr)
+        let r = cvt(unsafe { OpenProcessToken(raw(&p), TOKEN_QUERY, &mut token) })
+            .and_then(|()| owned(token, std::ptr::null_mut()))
+            .and_then(|token| token_user_sid(raw(&token)));
+        match r {
+            // A process being killed refuses its token a moment before it
+            // is gone: that is the peer leaving, not another user.
+            Err(_) if process::ends_soon(&p) => Err(process::ended(whom, pid)),
+            r => r.map(UserRepr),
+        }
     }
 
     /// The client's user, read from its token while impersonating it (possible
