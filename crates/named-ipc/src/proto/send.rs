@@ -305,6 +305,22 @@ impl SendState {
         self.tail_step(sink, wait, Mode::Blocking)
     }
 
+    /// Gives up on a kept tail at once (its driver already waited the grace
+    /// period): poisons the sending side and aborts the sink, as a blocking
+    /// send that runs out of grace does.
+    pub(crate) fn cut_tail<S: Sink + ?Sized>(&mut self, sink: &mut S) {
+        if !self.has_tail() {
+            return;
+        }
+        let tail = std::mem::take(&mut self.tail);
+        let out = Outgoing::continuation(&tail[self.tail_sent..]);
+        let cause = io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer read nothing for the grace period after the stream was dropped",
+        );
+        self.abort(sink, &out, cause);
+    }
+
     /// One nonblocking pass for a readiness-based (async) driver: a kept
     /// tail first, then `out`. `WouldBlock` means "wait until the sink is
     /// writable and call again": the progress stays in `out` (and in the
@@ -463,6 +479,15 @@ mod tests {
         st.send(&mut s, &mut out, Wait::Never).unwrap();
         assert_eq!(s.got, [5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o']);
         assert!(matches!(s.waits[2], Wait::Until(_)), "{:?}", s.waits);
+
+        // An async driver that waited the grace itself cuts at once.
+        let mut st = SendState::new("t");
+        let mut s = script(&[4, 0]);
+        let mut out = Outgoing::framed(b"hello").unwrap();
+        st.send_ready(&mut s, &mut out).unwrap_err();
+        assert!(st.keep_rest(&out));
+        st.cut_tail(&mut s);
+        assert!(s.aborted && st.is_poisoned() && !st.has_tail());
     }
 
     #[test]
