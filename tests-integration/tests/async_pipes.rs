@@ -56,7 +56,10 @@ fn blocking_client_talks_to_an_async_server() {
     for (i, &len) in SIZES.iter().enumerate() {
         let m = payload(i as u64, len);
         c.send(&m).unwrap();
-        assert!(c.recv().unwrap().as_ref() == Some(&m), "echo of {len} bytes differs");
+        assert!(
+            c.recv().unwrap().as_ref() == Some(&m),
+            "echo of {len} bytes differs"
+        );
     }
     let mut p = Peer::spawn(&["client-echo", &name, "20", "0,7,4096,70000"]);
     p.expect("OK");

@@ -127,7 +127,7 @@ impl Decoder {
 
     /// Read-ahead bytes are waiting: a receive may complete without reading
     /// the transport (a readiness-based driver must try before it waits).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
     pub(crate) fn has_buffered(&self) -> bool {
         self.lo < self.hi
     }

@@ -203,6 +203,7 @@ impl SendState {
     }
 
     /// Whether a kept tail waits to go out ([`keep_rest`](Self::keep_rest)).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
     pub(crate) fn has_tail(&self) -> bool {
         self.tail_sent < self.tail.len()
     }
@@ -214,6 +215,7 @@ impl SendState {
     /// [`send`](Self::send), [`send_ready`](Self::send_ready) or
     /// [`finish_tail`](Self::finish_tail) sends first, so the peer gets the
     /// frame whole. Returns whether a tail was kept.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
     pub(crate) fn keep_rest(&mut self, out: &Outgoing<'_>) -> bool {
         if !out.is_partial() || self.poison.is_some() {
             return false;
@@ -308,6 +310,7 @@ impl SendState {
     /// Gives up on a kept tail at once (its driver already waited the grace
     /// period): poisons the sending side and aborts the sink, as a blocking
     /// send that runs out of grace does.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
     pub(crate) fn cut_tail<S: Sink + ?Sized>(&mut self, sink: &mut S) {
         if !self.has_tail() {
             return;
@@ -326,6 +329,7 @@ impl SendState {
     /// writable and call again": the progress stays in `out` (and in the
     /// tail). There is no deadline here — the caller's cancellation is the
     /// deadline, and [`keep_rest`](Self::keep_rest) the way to give up.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
     pub(crate) fn send_ready<S: Sink + ?Sized>(
         &mut self,
         sink: &mut S,
@@ -338,6 +342,7 @@ impl SendState {
     /// The nonblocking pass over a kept tail alone (`poll_flush`): `Ok` once
     /// nothing of ours is left to go out, `WouldBlock` to be called again
     /// when the sink is writable.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
     pub(crate) fn flush_ready<S: Sink + ?Sized>(&mut self, sink: &mut S) -> io::Result<()> {
         self.check()?;
         self.tail_step(sink, Wait::Never, Mode::Ready)
@@ -521,7 +526,6 @@ mod tests {
         assert_eq!(out.sent(), 3);
         // The future is dropped: the rest becomes the stream's.
         assert!(st.keep_rest(&out));
-        drop(out);
         assert!(st.has_tail());
         // The tail itself is cut again (2 bytes, then blocked) ...
         let mut s2 = script(&[2, 0]);
