@@ -368,19 +368,25 @@ async fn stream_and_sink_adapters_keep_messages() {
     let mut all = futures_util::stream::iter(msgs.clone().into_iter().map(Ok));
     let send = async move {
         sink.send_all(&mut all).await?;
-        sink.close().await
+        sink.flush().await?;
+        io::Result::Ok(sink)
     };
+    let n = msgs.len();
     let recv = async {
         let mut stream = Messages::new(crx);
         let mut got = Vec::new();
-        while let Some(m) = stream.next().await {
-            got.push(m?);
+        // Counted, not to the end: a Windows pipe cannot half-close.
+        while got.len() < n {
+            got.push(stream.next().await.unwrap()?);
         }
-        io::Result::Ok(got)
+        io::Result::Ok((got, stream))
     };
     let (a, b) = tokio::join!(send, recv);
-    a.unwrap();
-    assert_eq!(b.unwrap(), msgs);
+    let sink = a.unwrap();
+    let (got, stream) = b.unwrap();
+    assert_eq!(got, msgs);
+    // Both halves gone: the echo side reads the end of the stream.
+    drop((sink, stream));
     echo.await.unwrap().unwrap();
 }
 
