@@ -237,12 +237,9 @@ async fn cancelled_sends_are_all_or_nothing(count: u64) {
         m[..8].copy_from_slice(&i.to_le_bytes());
         let k = r.below(4) as u32;
         attempts.push(m.clone());
-        match cancel_after(k, c.send(&m)).await {
-            Some(res) => {
-                res.unwrap();
-                oks.push(i);
-            }
-            None => {}
+        if let Some(res) = cancel_after(k, c.send(&m)).await {
+            res.unwrap();
+            oks.push(i);
         }
     }
     // Whatever the stream still holds goes out before the end of stream.

@@ -11,7 +11,7 @@
 //!   [`PipeStream::recv_into`]; [`Messages`] turns a stream (or a half) into a
 //!   `futures` `Stream<Item = io::Result<Bytes>>` and `Sink<Bytes>`.
 //! - Byte mode (and message mode, as the blocking stream's `Read`/`Write` do):
-//!   [`tokio::io::AsyncRead`](::tokio::io::AsyncRead) and
+//!   [`tokio::io::AsyncRead`] and
 //!   [`AsyncWrite`](::tokio::io::AsyncWrite). `poll_flush` pushes out
 //!   whatever the stream still holds; `poll_shutdown` half-closes on Unix.
 //! - [`PipeStream::into_split`] gives an [`OwnedReadHalf`] and an
