@@ -195,7 +195,10 @@ async fn cancelled_receives_lose_nothing(count: u64) {
     let c = sender.await.unwrap().unwrap();
     drop(c);
     assert_eq!(s.recv().await.unwrap(), None);
-    assert!(cancelled > count / 10, "only {cancelled} cancellations");
+    // The test must have exercised cancellation (how often a receive is
+    // still pending when dropped depends on scheduling: 279 of 3000 under
+    // Wine, ~700 on Linux).
+    assert!(cancelled >= 100, "only {cancelled} cancellations");
 }
 
 #[tokio::test(flavor = "current_thread")]
