@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use named_ipc::pipe::{ConnectOptions, PipeMode};
-use named_ipc::tokio::{ListenerOptions, PipeListener, PipeStream};
+use named_ipc::tokio::{PipeListener, PipeStream};
 
 const SIZES: &[usize] = &[0, 1, 4, 5, 4095, 4096, 65536, 65537, 1 << 20, 3 << 20];
 
@@ -142,6 +142,7 @@ fn raise_fd_limit() {}
 fn the_unix_wire_is_a_little_endian_u32_length_delimited_codec() {
     use bytes::Bytes;
     use futures_util::{SinkExt, StreamExt};
+    use named_ipc::tokio::ListenerOptions;
     use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
     fn codec() -> LengthDelimitedCodec {
