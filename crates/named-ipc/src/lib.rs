@@ -11,6 +11,8 @@
 //!   [`channel::ShmStream`]), rendezvous by pipe, for when a pipe is too slow.
 //! - [`sync`]: [`sync::NamedMutex`] (told when its holder died) and
 //!   [`sync::NamedEvent`] (auto- and manual-reset), across processes.
+//! - [`tokio`] (feature `tokio`): async pipes on the tokio runtime, with a
+//!   written cancellation contract.
 //! - [`name`]: how names map to OS objects (`\\.\pipe\NAME`, socket paths,
 //!   `Local\NAME`, `/NAME`).
 //!
@@ -47,6 +49,9 @@ pub mod security;
 pub mod shm;
 pub mod sync;
 mod sys;
+#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 #[cfg(not(loom))]
 mod traits_check;
 

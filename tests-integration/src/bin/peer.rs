@@ -88,6 +88,67 @@ fn serve_echo(conn: PipeStream, wire: &str) {
     }
 }
 
+async fn async_clients(name: String, n: u64) {
+    use named_ipc::tokio::PipeStream;
+    let mut tasks = Vec::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(n as usize);
+    for i in 0..n {
+        let name = name.clone();
+        let mut go = rx.clone();
+        let done = done_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = PipeStream::connect_timeout(&name, Duration::from_secs(60))
+                .await
+                .expect("connect");
+            done.send(()).await.expect("report");
+            // Everyone holds a connection before anyone talks.
+            go.wait_for(|g| *g).await.expect("go");
+            let m = payload(i, (i % 300) as usize);
+            c.send(&m).await.expect("send");
+            let back = c.recv().await.expect("recv").expect("eof");
+            assert_eq!(back, m, "echo of client {i} differs");
+            c
+        }));
+    }
+    drop(done_tx);
+    for _ in 0..n {
+        done_rx.recv().await.expect("a client failed to connect");
+    }
+    say("CONNECTED");
+    tx.send(true).expect("go");
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.expect("client task"));
+    }
+    drop(conns);
+}
+
+async fn async_echo(name: String, max: u32) {
+    use named_ipc::tokio::PipeListener;
+    let mut o = ListenerOptions::new();
+    o.max_message_size(max);
+    let l = PipeListener::bind_with(&name, &o).expect("bind");
+    say(&format!("READY {}", std::process::id()));
+    exit_on_stdin_eof();
+    loop {
+        let conn = l.accept().await.expect("accept");
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let r: io::Result<()> = async {
+                while conn.recv_into(&mut buf).await?.is_some() {
+                    conn.send(&buf).await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = r {
+                say(&format!("CLIENT-ERROR {:?} {e}", e.kind()));
+            }
+        });
+    }
+}
+
 /// Servers of a thousand clients need more descriptors than some defaults (1024).
 #[cfg(unix)]
 #[allow(unsafe_code)]
@@ -250,6 +311,26 @@ fn main() {
             }
             say("OK");
             wait_stdin_eof();
+        }
+        // async-clients NAME N: N async clients (one task each, on a
+        // multi-thread runtime) connect at once, print CONNECTED when all
+        // are, then each echoes one message and checks it; print OK.
+        "async-clients" => {
+            let name = args[1].clone();
+            let n: u64 = arg(&args, 2, "count");
+            tokio::runtime::Runtime::new()
+                .expect("runtime")
+                .block_on(async_clients(name, n));
+            say("OK");
+            wait_stdin_eof();
+        }
+        // async-echo NAME MAX_MESSAGE: async echo server, one task per client.
+        "async-echo" => {
+            let name = args[1].clone();
+            let max: u32 = arg(&args, 2, "max message");
+            tokio::runtime::Runtime::new()
+                .expect("runtime")
+                .block_on(async_echo(name, max));
         }
         // shm-create NAME SIZE TEXT: create a segment, write TEXT at 0, then serve
         // stdin commands until EOF: `read OFF LEN` prints hex, `write OFF TEXT`

@@ -58,6 +58,8 @@ pub use options::{
 };
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use stream::Timing;
+#[cfg(feature = "tokio")]
+pub(crate) use stream::{check_server, connect_error};
 pub use stream::{PipeStream, UserId};
 
 use std::io;

@@ -188,7 +188,7 @@ impl ListenerOptions {
         self
     }
 
-    fn validate(&self, name: &str) -> Result<()> {
+    pub(crate) fn validate(&self, name: &str) -> Result<()> {
         if self.max_instances == 0 || self.max_instances > UNLIMITED_INSTANCES {
             return Err(Error::new(
                 ErrorKind::InvalidInput,

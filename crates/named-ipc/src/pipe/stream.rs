@@ -213,45 +213,14 @@ impl PipeStream {
             None => Wait::Never,
             Some(d) => Wait::timeout(Some(d)),
         };
-        let what = format!("cannot connect to pipe {name:?} ({})", addr.display());
-        let inner = sys::pipe::Stream::connect(&addr, opts, name, wait).map_err(|e| {
-            let waited = opts
-                .timeout
-                .map(|d| format!(" within {d:?}"))
-                .unwrap_or_default();
-            let kind = if e.kind() == io::ErrorKind::WouldBlock {
-                ErrorKind::Busy
-            } else {
-                ErrorKind::of_io(&e)
-            };
-            let hint = match kind {
-                ErrorKind::NotFound => format!(
-                    "no server is listening{waited}; start the server first{}",
-                    if opts.timeout.is_none() {
-                        " or pass a connect timeout"
-                    } else {
-                        ""
-                    }
-                ),
-                ErrorKind::Busy | ErrorKind::TimedOut => {
-                    format!("every instance stayed busy{waited}; retry later or raise the timeout")
-                }
-                ErrorKind::PermissionDenied => {
-                    "the pipe's security does not admit this user or this access".to_owned()
-                }
-                ErrorKind::InvalidInput => {
-                    "the server's mode or direction does not match the options".to_owned()
-                }
-                _ => String::new(),
-            };
-            let msg = if hint.is_empty() {
-                format!("{what}: {e}")
-            } else {
-                format!("{what}: {hint} ({e})")
-            };
-            Error::new(kind, name, msg).with_source(e)
-        })?;
-        check_server(&inner, &opts.server_identity, name, &addr.display())?;
+        let inner = sys::pipe::Stream::connect(&addr, opts, name, wait)
+            .map_err(|e| connect_error(name, &addr.display(), opts, e))?;
+        check_server(
+            || inner.peer_user(),
+            &opts.server_identity,
+            name,
+            &addr.display(),
+        )?;
         let (can_read, can_write) = match opts.access {
             Access::ReadWrite => (true, true),
             Access::Read => (true, false),
@@ -492,10 +461,50 @@ impl PipeStream {
     }
 }
 
-/// Fails with `PermissionDenied` unless the server of `inner` runs as
-/// `expected` says.
-fn check_server(
-    inner: &sys::pipe::Stream,
+/// The error of a failed connect: its kind, the pipe, and what to do.
+pub(crate) fn connect_error(name: &str, shown: &str, opts: &ConnectOptions, e: io::Error) -> Error {
+    let what = format!("cannot connect to pipe {name:?} ({shown})");
+    let waited = opts
+        .timeout
+        .map(|d| format!(" within {d:?}"))
+        .unwrap_or_default();
+    let kind = if e.kind() == io::ErrorKind::WouldBlock {
+        ErrorKind::Busy
+    } else {
+        ErrorKind::of_io(&e)
+    };
+    let hint = match kind {
+        ErrorKind::NotFound => format!(
+            "no server is listening{waited}; start the server first{}",
+            if opts.timeout.is_none() {
+                " or pass a connect timeout"
+            } else {
+                ""
+            }
+        ),
+        ErrorKind::Busy | ErrorKind::TimedOut => {
+            format!("every instance stayed busy{waited}; retry later or raise the timeout")
+        }
+        ErrorKind::PermissionDenied => {
+            "the pipe's security does not admit this user or this access".to_owned()
+        }
+        ErrorKind::InvalidInput => {
+            "the server's mode or direction does not match the options".to_owned()
+        }
+        _ => String::new(),
+    };
+    let msg = if hint.is_empty() {
+        format!("{what}: {e}")
+    } else {
+        format!("{what}: {hint} ({e})")
+    };
+    Error::new(kind, name, msg).with_source(e)
+}
+
+/// Fails with `PermissionDenied` unless the server, whose user `peer_user`
+/// reads, runs as `expected` says.
+pub(crate) fn check_server(
+    peer_user: impl FnOnce() -> io::Result<sys::UserRepr>,
     expected: &ServerIdentity,
     name: &str,
     shown: &str,
@@ -517,7 +526,7 @@ fn check_server(
         }
         ServerIdentity::User(u) => (u.clone(), u.to_string()),
     };
-    let found = inner.peer_user().map_err(|e| {
+    let found = peer_user().map_err(|e| {
         if e.kind() == io::ErrorKind::BrokenPipe {
             // The server left before we could read its user.
             return Error::from_io(e, name, &what, "");

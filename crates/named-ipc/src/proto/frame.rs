@@ -124,6 +124,13 @@ impl Decoder {
         !self.rx.is_mid() && self.have == 0 && self.lo == self.hi && !self.rx.is_poisoned()
     }
 
+    /// Read-ahead bytes are waiting: a receive may complete without reading
+    /// the transport (a readiness-based driver must try before it waits).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.lo < self.hi
+    }
+
     /// Appends input bytes to the read-ahead buffer (the [`FrameDecoder`]
     /// path, where the caller does the reading).
     ///

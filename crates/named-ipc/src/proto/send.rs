@@ -11,6 +11,14 @@
 //!   poisoned: this and every later send fail, and the transport closes its
 //!   sending direction so the peer sees the stream end inside the message
 //!   (an error there, never a half message followed by the next one).
+//!
+//! An async send is a future its caller may drop at any await point. Dropped
+//! before its first byte left, it sent nothing. Dropped after, the frame is
+//! not given up: [`SendState::keep_rest`] copies its unsent rest into the
+//! sending state, and the stream finishes it before anything else goes out —
+//! at the next send, at a flush, or (bounded by [`SEND_GRACE`], then the
+//! poison rule above) when the stream is dropped. The peer therefore sees
+//! every frame whole, once, in order.
 
 use std::io;
 use std::sync::Arc;
@@ -34,6 +42,9 @@ pub(crate) struct Outgoing<'a> {
     sent: usize,
     /// At least one write happened (an empty message is one empty write).
     started: bool,
+    /// The rest of a frame whose first bytes left earlier (a kept tail):
+    /// partial from the start.
+    continued: bool,
 }
 
 impl<'a> Outgoing<'a> {
@@ -48,6 +59,7 @@ impl<'a> Outgoing<'a> {
             body,
             sent: 0,
             started: false,
+            continued: false,
         })
     }
 
@@ -60,6 +72,21 @@ impl<'a> Outgoing<'a> {
             body,
             sent: 0,
             started: false,
+            continued: false,
+        }
+    }
+
+    /// The rest of a frame whose first bytes already left (a tail kept by
+    /// [`SendState::keep_rest`]); never empty.
+    fn continuation(rest: &'a [u8]) -> Outgoing<'a> {
+        debug_assert!(!rest.is_empty());
+        Outgoing {
+            head: [0; HEADER_LEN],
+            head_len: 0,
+            body: rest,
+            sent: 0,
+            started: true,
+            continued: true,
         }
     }
 
@@ -75,7 +102,7 @@ impl<'a> Outgoing<'a> {
 
     /// Some of the message has left: giving up now would cut it.
     pub(crate) fn is_partial(&self) -> bool {
-        self.sent > 0 && !self.is_done()
+        (self.sent > 0 || self.continued) && !self.is_done()
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -158,6 +185,21 @@ fn is_expiry(e: &io::Error) -> bool {
 pub(crate) struct SendState {
     label: Arc<str>,
     poison: Option<Poison>,
+    /// The unsent rest of a frame whose sender stopped waiting after its
+    /// first bytes left (a dropped future): `tail[tail_sent..]` goes out
+    /// before anything else.
+    tail: Vec<u8>,
+    tail_sent: usize,
+}
+
+/// How a driver waits when the sink is not ready.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Per a [`Wait`], with the grace period for a partial frame.
+    Blocking,
+    /// Not at all: `WouldBlock` hands control back to a readiness-based
+    /// (async) driver, progress kept in the [`Outgoing`].
+    Ready,
 }
 
 impl SendState {
@@ -165,7 +207,41 @@ impl SendState {
         SendState {
             label: label.into(),
             poison: None,
+            tail: Vec::new(),
+            tail_sent: 0,
         }
+    }
+
+    /// Whether a kept tail waits to go out ([`keep_rest`](Self::keep_rest)).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn has_tail(&self) -> bool {
+        self.tail_sent < self.tail.len()
+    }
+
+    /// The sender of `out` stops waiting for it (its future was dropped, or
+    /// a poll-based writer reported the frame as taken). A frame none of
+    /// whose bytes left is dropped whole: nothing was sent. A frame partly
+    /// sent keeps its unsent rest as an owned copy, which the next
+    /// [`send`](Self::send), [`send_ready`](Self::send_ready) or
+    /// [`finish_tail`](Self::finish_tail) sends first, so the peer gets the
+    /// frame whole. Returns whether a tail was kept.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn keep_rest(&mut self, out: &Outgoing<'_>) -> bool {
+        if !out.is_partial() || self.poison.is_some() {
+            return false;
+        }
+        let [a, b] = out.rest();
+        if self.has_tail() {
+            // Only the tail's own continuation can be partial while a tail
+            // exists, and its progress is tracked in `tail_sent` already.
+            debug_assert!(out.continued);
+            return true;
+        }
+        self.tail.clear();
+        self.tail.extend_from_slice(a);
+        self.tail.extend_from_slice(b);
+        self.tail_sent = 0;
+        true
     }
 
     /// Fails with the sticky error, if the sending side is poisoned.
@@ -188,29 +264,129 @@ impl SendState {
         } else {
             cause.kind()
         };
+        let what = if out.continued {
+            format!(
+                "the rest of a message whose sender stopped waiting could not be sent \
+                 ({} of {} bytes left)",
+                out.len() - out.sent(),
+                out.len()
+            )
+        } else {
+            format!(
+                "a send stopped after {} of {} bytes of a message",
+                out.sent(),
+                out.len()
+            )
+        };
         let p = Poison::new(
             kind,
             format!(
-                "{}: a send stopped after {} of {} bytes of a message ({cause}); the sending \
-                 side is closed so that the peer does not take a cut message for a whole one — \
-                 reconnect to send again",
+                "{}: {what} ({cause}); the sending side is closed so that the peer does not \
+                 take a cut message for a whole one — reconnect to send again",
                 self.label,
-                out.sent(),
-                out.len()
             ),
         );
         let e = p.to_io();
         self.poison = Some(p);
+        self.tail = Vec::new();
+        self.tail_sent = 0;
         e
     }
 
     /// Sends all of `out` through `sink` per the contract in the [module
-    /// docs](self).
+    /// docs](self), after a kept tail, if any.
     pub(crate) fn send<S: Sink + ?Sized>(
         &mut self,
         sink: &mut S,
         out: &mut Outgoing<'_>,
         wait: Wait,
+    ) -> io::Result<()> {
+        self.check()?;
+        self.finish_tail(sink, wait)?;
+        self.drive(sink, out, wait, Mode::Blocking)
+    }
+
+    /// Sends what is left of a kept tail, waiting per `wait` and then the
+    /// grace period; a tail that cannot finish poisons the sending side (the
+    /// frame is partial: the peer must not take it for a whole one).
+    pub(crate) fn finish_tail<S: Sink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        wait: Wait,
+    ) -> io::Result<()> {
+        self.tail_step(sink, wait, Mode::Blocking)
+    }
+
+    /// Gives up on a kept tail at once (its driver already waited the grace
+    /// period): poisons the sending side and aborts the sink, as a blocking
+    /// send that runs out of grace does.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn cut_tail<S: Sink + ?Sized>(&mut self, sink: &mut S) {
+        if !self.has_tail() {
+            return;
+        }
+        let tail = std::mem::take(&mut self.tail);
+        let out = Outgoing::continuation(&tail[self.tail_sent..]);
+        let cause = io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer read nothing for the grace period after the stream was dropped",
+        );
+        self.abort(sink, &out, cause);
+    }
+
+    /// One nonblocking pass for a readiness-based (async) driver: a kept
+    /// tail first, then `out`. `WouldBlock` means "wait until the sink is
+    /// writable and call again": the progress stays in `out` (and in the
+    /// tail). There is no deadline here — the caller's cancellation is the
+    /// deadline, and [`keep_rest`](Self::keep_rest) the way to give up.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn send_ready<S: Sink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        out: &mut Outgoing<'_>,
+    ) -> io::Result<()> {
+        self.flush_ready(sink)?;
+        self.drive(sink, out, Wait::Never, Mode::Ready)
+    }
+
+    /// The nonblocking pass over a kept tail alone (`poll_flush`): `Ok` once
+    /// nothing of ours is left to go out, `WouldBlock` to be called again
+    /// when the sink is writable.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn flush_ready<S: Sink + ?Sized>(&mut self, sink: &mut S) -> io::Result<()> {
+        self.check()?;
+        self.tail_step(sink, Wait::Never, Mode::Ready)
+    }
+
+    fn tail_step<S: Sink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        wait: Wait,
+        mode: Mode,
+    ) -> io::Result<()> {
+        if !self.has_tail() {
+            return Ok(());
+        }
+        let tail = std::mem::take(&mut self.tail);
+        let mut out = Outgoing::continuation(&tail[self.tail_sent..]);
+        let r = self.drive(sink, &mut out, wait, mode);
+        if r.is_ok() || self.poison.is_some() {
+            self.tail_sent = 0;
+            self.tail = tail;
+            self.tail.clear();
+        } else {
+            self.tail_sent += out.sent();
+            self.tail = tail;
+        }
+        r
+    }
+
+    fn drive<S: Sink + ?Sized>(
+        &mut self,
+        sink: &mut S,
+        out: &mut Outgoing<'_>,
+        wait: Wait,
+        mode: Mode,
     ) -> io::Result<()> {
         self.check()?;
         let mut wait = wait;
@@ -227,7 +403,9 @@ impl SendState {
                 }
                 Ok(n) => out.advance(n),
                 Err(e) if sink.cut() => return Err(self.abort(sink, out, e)),
-                Err(e) if is_expiry(&e) && !out.is_partial() => return Err(e),
+                Err(e) if is_expiry(&e) && (mode == Mode::Ready || !out.is_partial()) => {
+                    return Err(e)
+                }
                 Err(e) if is_expiry(&e) && !grace => {
                     grace = true;
                     wait = Wait::Until(Instant::now() + SEND_GRACE);
@@ -322,6 +500,15 @@ mod tests {
         st.send(&mut s, &mut out, Wait::Never).unwrap();
         assert_eq!(s.got, [5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o']);
         assert!(matches!(s.waits[2], Wait::Until(_)), "{:?}", s.waits);
+
+        // An async driver that waited the grace itself cuts at once.
+        let mut st = SendState::new("t");
+        let mut s = script(&[4, 0]);
+        let mut out = Outgoing::framed(b"hello").unwrap();
+        st.send_ready(&mut s, &mut out).unwrap_err();
+        assert!(st.keep_rest(&out));
+        st.cut_tail(&mut s);
+        assert!(s.aborted && st.is_poisoned() && !st.has_tail());
     }
 
     #[test]
@@ -339,6 +526,73 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(s.got.is_empty());
+    }
+
+    /// A readiness driver's frame dropped part-way: its rest is kept and
+    /// goes out before the next frame, so the peer sees both whole, once.
+    #[test]
+    fn a_dropped_partial_frame_is_finished_before_the_next() {
+        let mut st = SendState::new("t");
+        // 3 bytes leave, then the sink would block: WouldBlock, progress kept.
+        let mut s = script(&[3, 0]);
+        let mut out = Outgoing::framed(b"hello").unwrap();
+        let e = st.send_ready(&mut s, &mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(!st.is_poisoned() && !s.aborted);
+        assert_eq!(out.sent(), 3);
+        // The future is dropped: the rest becomes the stream's.
+        assert!(st.keep_rest(&out));
+        assert!(st.has_tail());
+        // The tail itself is cut again (2 bytes, then blocked) ...
+        let mut s2 = script(&[2, 0]);
+        let mut next = Outgoing::framed(b"xy").unwrap();
+        let e = st.send_ready(&mut s2, &mut next).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(next.sent(), 0, "the next frame waits for the tail");
+        // ... and this sender gives up too, before its first byte: nothing kept.
+        assert!(!st.keep_rest(&next));
+        // A flush finishes the tail; the next frame follows intact.
+        let mut s3 = script(&[]);
+        st.flush_ready(&mut s3).unwrap();
+        assert!(!st.has_tail());
+        st.send_ready(&mut s3, &mut Outgoing::framed(b"z").unwrap())
+            .unwrap();
+        let mut wire = s.got.clone();
+        wire.extend_from_slice(&s2.got);
+        wire.extend_from_slice(&s3.got);
+        assert_eq!(
+            wire,
+            [5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o', 1, 0, 0, 0, b'z']
+        );
+    }
+
+    /// Nothing is kept of a frame that did not start, or finished.
+    #[test]
+    fn keep_rest_keeps_only_partial_frames() {
+        let mut st = SendState::new("t");
+        assert!(!st.keep_rest(&Outgoing::framed(b"abc").unwrap()));
+        let mut s = script(&[]);
+        let mut out = Outgoing::framed(b"abc").unwrap();
+        st.send_ready(&mut s, &mut out).unwrap();
+        assert!(!st.keep_rest(&out));
+        assert!(!st.has_tail());
+    }
+
+    /// The blocking path (a stream dropped with a tail) grants the grace
+    /// period, then poisons and aborts, naming what was left.
+    #[test]
+    fn a_tail_that_cannot_finish_poisons_and_aborts() {
+        let mut st = SendState::new("pipe \"x\"");
+        let mut s = script(&[4, 0]);
+        let mut out = Outgoing::framed(b"hello").unwrap();
+        st.send_ready(&mut s, &mut out).unwrap_err();
+        assert!(st.keep_rest(&out));
+        let mut s = script(&[1, 0, 0]);
+        let e = st.finish_tail(&mut s, Wait::Never).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("4 of 5 bytes left"), "{e}");
+        assert!(s.aborted && st.is_poisoned() && !st.has_tail());
+        assert!(matches!(s.waits[2], Wait::Until(_)), "{:?}", s.waits);
     }
 
     #[test]

@@ -202,4 +202,18 @@ impl Backoff {
         self.next = (self.next * 2).min(Duration::from_millis(50));
         true
     }
+
+    /// [`sleep`](Self::sleep) on the tokio timer: the task sleeps, the
+    /// runtime thread goes on with other tasks.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn sleep_async(&mut self, wait: Wait) -> bool {
+        let step = match wait.remaining() {
+            Some(left) if left.is_zero() => return false,
+            Some(left) => self.next.min(left),
+            None => self.next,
+        };
+        ::tokio::time::sleep(step).await;
+        self.next = (self.next * 2).min(Duration::from_millis(50));
+        true
+    }
 }

@@ -107,7 +107,7 @@ impl Sender {
 enum Receiver {
     Message(Arc<PipeStream>),
     Byte(Shared, Vec<u8>),
-    Framed(Framed<Shared>),
+    Framed(Box<Framed<Shared>>),
 }
 
 impl Receiver {
@@ -115,10 +115,10 @@ impl Receiver {
         match m.mode {
             Mode::Message => Receiver::Message(Arc::clone(stream)),
             Mode::Byte => Receiver::Byte(Shared(Arc::clone(stream)), vec![0; 64 * 1024]),
-            Mode::Framed => Receiver::Framed(Framed::with_max_message(
+            Mode::Framed => Receiver::Framed(Box::new(Framed::with_max_message(
                 Shared(Arc::clone(stream)),
                 m.max_message,
-            )),
+            ))),
         }
     }
 

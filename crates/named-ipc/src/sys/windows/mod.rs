@@ -200,6 +200,12 @@ impl Overlapped {
         self.ov.get()
     }
 
+    /// The manual-reset event the kernel signals when an operation completes.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn event(&self) -> HANDLE {
+        raw(&self.event)
+    }
+
     /// Starts an operation: `start` is the API call, given our OVERLAPPED.
     ///
     /// # Safety
@@ -238,7 +244,7 @@ impl Overlapped {
 
     /// Result of a finished (or, with `block`, any) operation; `None` if still
     /// in flight.
-    fn result(&self, h: HANDLE, block: bool) -> io::Result<Option<(u32, bool)>> {
+    pub(crate) fn result(&self, h: HANDLE, block: bool) -> io::Result<Option<(u32, bool)>> {
         let mut n = 0u32;
         // SAFETY: our OVERLAPPED is valid; n is a valid out-pointer.
         let ok = unsafe { GetOverlappedResult(h, self.ptr(), &mut n, i32::from(block)) };

@@ -2,7 +2,7 @@
 //! accepting clients.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use rustix::event::{PollFd, PollFlags};
@@ -236,6 +236,12 @@ fn probe_live(path: &Path) -> bool {
     match rustix::net::connect(&fd, &sa) {
         Ok(()) => true,
         Err(e) => e == Errno::AGAIN || e == Errno::INPROGRESS,
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

@@ -11,8 +11,13 @@
 //!   [`framing`](crate::pipe::framing)).
 //! - [`ancillary`]: descriptor passing for the channel handshake.
 //! - [`credentials`]: the peer's pid and uid.
+//! - `async_io` (feature `tokio`): the same listener and stream registered
+//!   with tokio's reactor, driven by readiness with the same framing code.
 
 mod ancillary;
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+mod async_io;
 #[allow(unsafe_code)]
 mod credentials;
 mod listener;
@@ -27,6 +32,8 @@ use std::io;
 
 use rustix::fs::{FileType, Stat};
 
+#[cfg(feature = "tokio")]
+pub(crate) use async_io::{AsyncListener, AsyncStream, SendOp};
 pub(crate) use listener::Listener;
 pub(crate) use socket::resolve;
 pub(crate) use stream::Stream;

@@ -6,7 +6,7 @@
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,6 +15,8 @@ use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::sockopt::Timeout;
 use rustix::net::Shutdown;
+
+use rustix::net::SocketAddrUnix;
 
 use super::socket::{
     poll_fd, recv_exact, recv_iov, recv_raw, send_raw, set_nonblocking, sockaddr, unix_socket,
@@ -35,7 +37,9 @@ const SMALL_FRAME: usize = 1024;
 
 /// One connected end. The framing state machines (receive: [`Decoder`];
 /// send: [`SendState`]) are the shared sans-I/O core; this file only moves
-/// bytes for them.
+/// bytes for them. The blocking API calls it with a [`Wait`]; the tokio
+/// driver (`async_io`) with [`Wait::Never`] when the reactor says the socket
+/// is ready — the same sources, sinks and state, one implementation.
 pub(crate) struct Stream {
     fd: OwnedFd,
     mode: PipeMode,
@@ -145,6 +149,60 @@ impl Sink for FdSink<'_> {
 
 use crate::lock;
 
+/// One connection attempt, without waiting.
+pub(crate) enum Dial {
+    Connected(OwnedFd),
+    /// Completes when the socket turns writable (then see [`connected`]).
+    InProgress(OwnedFd),
+    /// The server exists but its backlog is full.
+    Busy,
+    /// No server (yet): no socket file, or nobody listening on it.
+    Missing(io::Error),
+}
+
+/// Starts a connection to `sa` on a new nonblocking socket.
+pub(crate) fn dial(sa: &SocketAddrUnix) -> io::Result<Dial> {
+    loop {
+        let fd = unix_socket(true)?;
+        let err = match rustix::net::connect(&fd, sa) {
+            Ok(()) => return Ok(Dial::Connected(fd)),
+            Err(e) => e,
+        };
+        return Ok(match err {
+            Errno::INTR => continue,
+            Errno::INPROGRESS => Dial::InProgress(fd),
+            Errno::AGAIN => Dial::Busy,
+            Errno::NOENT | Errno::CONNREFUSED => Dial::Missing(err.into()),
+            _ => return Err(err.into()),
+        });
+    }
+}
+
+/// The outcome of a connect that was in progress, once the socket is
+/// writable.
+pub(crate) fn connected(fd: OwnedFd) -> io::Result<OwnedFd> {
+    match rustix::net::sockopt::socket_error(&fd)? {
+        Ok(()) => Ok(fd),
+        Err(so) => Err(so.into()),
+    }
+}
+
+/// How long a full backlog is waited for: the connect's own wait, or with
+/// none the Windows default 50 ms.
+pub(crate) fn busy_wait(wait: Wait) -> Wait {
+    match wait {
+        Wait::Never => Wait::timeout(Some(std::time::Duration::from_millis(50))),
+        w => w,
+    }
+}
+
+pub(crate) fn busy_error(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("every instance of pipe {name:?} is busy"),
+    )
+}
+
 impl Stream {
     pub(super) fn new(fd: OwnedFd, mode: PipeMode, max_message: u32, label: String) -> Stream {
         Stream {
@@ -165,44 +223,34 @@ impl Stream {
     ) -> io::Result<Stream> {
         let sa = sockaddr(&addr.path)?;
         let mut backoff = Backoff::new();
-        // With no deadline we still give a full backlog the Windows default 50 ms.
-        let busy_wait = match wait {
-            Wait::Never => Wait::timeout(Some(std::time::Duration::from_millis(50))),
-            w => w,
-        };
+        let busy_wait = busy_wait(wait);
         let fd = loop {
-            let fd = unix_socket(true)?;
-            let err = match rustix::net::connect(&fd, &sa) {
-                Ok(()) => break fd,
-                Err(e) => e,
-            };
-            match err {
-                Errno::INTR => continue,
-                Errno::INPROGRESS => {
+            match dial(&sa)? {
+                Dial::Connected(fd) => break fd,
+                Dial::InProgress(fd) => {
                     poll_fd(fd.as_fd(), PollFlags::OUT, busy_wait)?;
-                    match rustix::net::sockopt::socket_error(&fd)? {
-                        Ok(()) => break fd,
-                        Err(so) => return Err(so.into()),
-                    }
+                    break connected(fd)?;
                 }
-                Errno::AGAIN => {
-                    // The server's backlog is full: it exists but is busy.
+                Dial::Busy => {
                     if !backoff.sleep(busy_wait) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::WouldBlock,
-                            format!("every instance of pipe {name:?} is busy"),
-                        ));
+                        return Err(busy_error(name));
                     }
                 }
-                Errno::NOENT | Errno::CONNREFUSED => {
+                Dial::Missing(e) => {
                     if !backoff.sleep(wait) {
-                        return Err(err.into());
+                        return Err(e);
                     }
                 }
-                _ => return Err(err.into()),
             }
         };
-        set_nonblocking(fd.as_fd(), false)?;
+        Ok(Stream::connected(fd, opts, name))
+    }
+
+    /// The stream of a socket whose connect succeeded, set up per `opts`.
+    pub(crate) fn connected(fd: OwnedFd, opts: &ConnectOptions, name: &str) -> Stream {
+        // Blocking, as accepted sockets are: every call says how it waits
+        // (MSG_DONTWAIT for the nonblocking and async paths).
+        let _ = set_nonblocking(fd.as_fd(), false);
         match opts.access {
             Access::ReadWrite => {}
             Access::Read => {
@@ -212,12 +260,7 @@ impl Stream {
                 let _ = rustix::net::shutdown(&fd, Shutdown::Read);
             }
         }
-        Ok(Stream::new(
-            fd,
-            opts.mode,
-            opts.max_message,
-            format!("pipe {name:?}"),
-        ))
+        Stream::new(fd, opts.mode, opts.max_message, format!("pipe {name:?}"))
     }
 
     /// The socket, borrowed for one call.
@@ -271,6 +314,68 @@ impl Stream {
         });
         self.send_timeout.store(ns, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// One nonblocking pass of a send for the async driver (see
+    /// [`SendState::send_ready`]): `WouldBlock` keeps the progress in `out`.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn send_ready(&self, out: &mut Outgoing<'_>) -> io::Result<()> {
+        let mut sink = FdSink {
+            fd: self.raw(),
+            kernel: load_timeout(&self.send_timeout),
+        };
+        lock(&self.tx).send_ready(&mut sink, out)
+    }
+
+    /// The async sender of `out` stopped waiting: the stream keeps the rest
+    /// of a frame already started ([`SendState::keep_rest`]).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn keep_rest(&self, out: &Outgoing<'_>) -> bool {
+        lock(&self.tx).keep_rest(out)
+    }
+
+    /// Whether a kept tail waits to go out.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn has_tail(&self) -> bool {
+        lock(&self.tx).has_tail()
+    }
+
+    /// One nonblocking pass over a kept tail ([`SendState::flush_ready`]).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn flush_ready(&self) -> io::Result<()> {
+        let mut sink = FdSink {
+            fd: self.raw(),
+            kernel: load_timeout(&self.send_timeout),
+        };
+        lock(&self.tx).flush_ready(&mut sink)
+    }
+
+    /// Gives up on a kept tail whose grace period the async driver spent
+    /// ([`SendState::cut_tail`]).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn cut_tail(&self) {
+        let mut sink = FdSink {
+            fd: self.raw(),
+            kernel: load_timeout(&self.send_timeout),
+        };
+        lock(&self.tx).cut_tail(&mut sink)
+    }
+
+    /// A whole message may wait in the read-ahead buffer (try before
+    /// waiting for readiness).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.mode == PipeMode::Message && lock(&self.rx).has_buffered()
+    }
+
+    /// Half-closes: the peer reads the end of the stream after what was sent.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        lock(&self.tx).check()?;
+        match rustix::net::shutdown(&self.fd, Shutdown::Write) {
+            Ok(()) | Err(Errno::NOTCONN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub(crate) fn recv_msg(&self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
@@ -414,5 +519,28 @@ impl Stream {
 
     pub(crate) fn peer_user(&self) -> io::Result<UserRepr> {
         credentials::peer_uid(self.raw()).map(UserRepr)
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for Stream {
+    /// A frame whose async sender stopped waiting after its first bytes left
+    /// is finished here: given the grace period, then cut with the sending
+    /// side closed (so the peer sees an error, never a cut message as a
+    /// whole one). Blocking sends never leave one.
+    fn drop(&mut self) {
+        let tx = self.tx.get_mut().unwrap_or_else(|p| p.into_inner());
+        if tx.has_tail() {
+            let mut sink = FdSink {
+                fd: self.fd.as_fd(),
+                kernel: load_timeout(&self.send_timeout),
+            };
+            let _ = tx.finish_tail(&mut sink, Wait::Never);
+        }
     }
 }

@@ -122,6 +122,32 @@ impl Listener {
         Ok(l)
     }
 
+    /// The first instance, for a driver that manages instances itself (the
+    /// async listener).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(super) fn take_first(&self) -> Option<OwnedHandle> {
+        lock(&self.pending).take().map(|i| i.handle)
+    }
+
+    /// A new instance of the pipe (`ERROR_PIPE_BUSY` when all are taken).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(super) fn new_instance(&self) -> io::Result<OwnedHandle> {
+        self.create_instance(false).map(|i| i.handle)
+    }
+
+    /// The stream of an instance a client connected to.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(super) fn connected_stream(&self, handle: OwnedHandle) -> io::Result<Stream> {
+        Stream::new(
+            handle,
+            Overlapped::new()?,
+            true,
+            self.mode,
+            self.max_message,
+            self.label.clone(),
+        )
+    }
+
     fn create_instance(&self, first: bool) -> io::Result<Instance> {
         let sa = self.sd.attributes();
         let mut open_mode = self.open_mode;

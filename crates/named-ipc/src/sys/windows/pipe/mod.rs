@@ -2,10 +2,14 @@
 //! writes and accepts can time out, be nonblocking, and run concurrently from
 //! two threads on one handle.
 
+#[cfg(feature = "tokio")]
+mod async_io;
 mod credentials;
 mod listener;
 mod stream;
 
+#[cfg(feature = "tokio")]
+pub(crate) use async_io::{AsyncListener, AsyncStream, SendOp};
 pub(crate) use listener::Listener;
 pub(crate) use stream::Stream;
 

@@ -29,6 +29,36 @@ use crate::sys::{Backoff, Wait};
 
 use super::{code, lock, Addr, BUSY_WAIT_MS, GROW_MIN};
 
+/// One `CreateFileW` of the pipe, for overlapped I/O, with the client's
+/// security quality of service (identification only).
+pub(crate) fn open_client(addr: &Addr, opts: &ConnectOptions) -> io::Result<OwnedHandle> {
+    let access = match opts.access {
+        Access::ReadWrite => GENERIC_READ | GENERIC_WRITE,
+        Access::Read => GENERIC_READ | FILE_WRITE_ATTRIBUTES,
+        Access::Write => GENERIC_WRITE | FILE_READ_ATTRIBUTES,
+    };
+    // SAFETY: the name is NUL-terminated; no security attributes.
+    let h = unsafe {
+        CreateFileW(
+            addr.wide.as_ptr(),
+            access,
+            0,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
+            std::ptr::null_mut(),
+        )
+    };
+    owned(h, INVALID_HANDLE_VALUE)
+}
+
+/// `WaitNamedPipeW`: sleeps in the kernel until an instance is free or `ms`
+/// pass (`ERROR_SEM_TIMEOUT`).
+pub(crate) fn wait_named_pipe(wide: &[u16], ms: u32) -> io::Result<()> {
+    // SAFETY: the name is NUL-terminated.
+    cvt(unsafe { WaitNamedPipeW(wide.as_ptr(), ms) })
+}
+
 struct Rx {
     ov: Overlapped,
     /// Resumable receive: the part of a message an interrupted call read,
@@ -87,30 +117,13 @@ impl Stream {
     pub(crate) fn connect(
         addr: &Addr,
         opts: &ConnectOptions,
-        _name: &str,
+        name: &str,
         wait: Wait,
     ) -> io::Result<Stream> {
-        let access = match opts.access {
-            Access::ReadWrite => GENERIC_READ | GENERIC_WRITE,
-            Access::Read => GENERIC_READ | FILE_WRITE_ATTRIBUTES,
-            Access::Write => GENERIC_WRITE | FILE_READ_ATTRIBUTES,
-        };
         let mut backoff = Backoff::new();
         let mut waited_default = false;
         let handle = loop {
-            // SAFETY: the name is NUL-terminated; no security attributes.
-            let h = unsafe {
-                CreateFileW(
-                    addr.wide.as_ptr(),
-                    access,
-                    0,
-                    std::ptr::null(),
-                    OPEN_EXISTING,
-                    FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
-                    std::ptr::null_mut(),
-                )
-            };
-            let e = match owned(h, INVALID_HANDLE_VALUE) {
+            let e = match open_client(addr, opts) {
                 Ok(h) => break h,
                 Err(e) => e,
             };
@@ -132,9 +145,7 @@ impl Stream {
                             None => u32::MAX - 1,
                         },
                     };
-                    // SAFETY: the name is NUL-terminated.
-                    if unsafe { WaitNamedPipeW(addr.wide.as_ptr(), ms) } == 0 {
-                        let we = io::Error::last_os_error();
+                    if let Err(we) = wait_named_pipe(&addr.wide, ms) {
                         if code(&we) == Some(ERROR_SEM_TIMEOUT) {
                             return Err(e);
                         }
@@ -158,6 +169,17 @@ impl Stream {
                 _ => return Err(e),
             }
         };
+        Stream::client(handle, addr, opts, name)
+    }
+
+    /// The stream of a client handle just opened: message read mode when
+    /// asked for.
+    pub(crate) fn client(
+        handle: OwnedHandle,
+        addr: &Addr,
+        opts: &ConnectOptions,
+        name: &str,
+    ) -> io::Result<Stream> {
         if opts.mode == PipeMode::Message && opts.access != Access::Write {
             let mode = PIPE_READMODE_MESSAGE;
             // SAFETY: handle is our open pipe; mode lives for the call.
@@ -170,7 +192,7 @@ impl Stream {
                 ));
             }
         }
-        let label = format!("pipe {:?}", _name);
+        let label = format!("pipe {name:?}");
         let mut s = Stream::new(
             handle,
             Overlapped::new()?,
@@ -181,6 +203,14 @@ impl Stream {
         )?;
         s.remote = addr.remote;
         Ok(s)
+    }
+
+    pub(crate) fn mode(&self) -> PipeMode {
+        self.mode
+    }
+
+    pub(crate) fn max_message(&self) -> u32 {
+        lock(&self.rx).st.max()
     }
 
     pub(super) fn h(&self) -> HANDLE {
