@@ -68,7 +68,7 @@ fn a_producer_waiting_for_room_sees_room_the_consumer_freed() {
 }
 
 // REVIEW: fails today: the channel handshake reads the client's hello with the pipe's 16 MiB limit, so each of 64 concurrent handshakes can make the server buffer 16 MiB for what is a 16-byte message (channel/options.rs bind, handshake.rs server).
-/// The client's hello is 24 bytes. A "client" that announces and sends a
+/// The client's hello is 28 bytes. A "client" that announces and sends a
 /// hello of megabytes must be refused at its header, not buffered: with 64
 /// handshakes at once, each could pin 16 MiB of the server's memory.
 #[test]

@@ -23,7 +23,7 @@ use tests_integration::{chaos_len, check_numbered, numbered, payload, proc_stats
 /// The channel's layout and handshake version this helper speaks
 /// (crates/named-ipc/src/channel/header.rs, handshake.rs).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-const LAYOUT_VERSION: u32 = 3;
+const LAYOUT_VERSION: u32 = 4;
 
 /// How long a helper waits for anything before giving up (the test fails
 /// first, by its own watchdog).
@@ -1072,9 +1072,9 @@ mod fake {
         // Nobody else may connect; and the name is not left behind.
         drop(l);
         let _ = std::fs::remove_file(path);
-        let mut hi = [0u8; 4 + 24];
+        let mut hi = [0u8; 4 + 28];
         sock.read_exact(&mut hi).expect("client hello");
-        assert_eq!(&hi[..4], &24u32.to_le_bytes(), "client hello length");
+        assert_eq!(&hi[..4], &28u32.to_le_bytes(), "client hello length");
         assert_eq!(&hi[4..12], b"NIPC-CL1", "client hello magic");
         if start == "silent" {
             say("HANDSHAKING");
@@ -1126,11 +1126,14 @@ mod fake {
         hello.extend_from_slice(&(cap as u64).to_le_bytes());
         hello.extend_from_slice(&(len as u64).to_le_bytes());
         hello.extend_from_slice(&std::process::id().to_le_bytes());
+        // Handles, wake-up descriptors, a reserved zero, handle values.
         if start == "hello-handles" {
             hello.extend_from_slice(&1u32.to_le_bytes());
+            hello.extend_from_slice(&0u32.to_le_bytes());
+            hello.extend_from_slice(&0u32.to_le_bytes());
             hello.extend_from_slice(&3u64.to_le_bytes());
         } else {
-            hello.extend_from_slice(&0u32.to_le_bytes());
+            hello.extend_from_slice(&[0u8; 12]);
         }
         let attach = (start != "no-fd").then(|| fd.as_raw_fd());
         send_with_fd(&sock, &frame(&hello), attach).expect("send hello");
@@ -1149,14 +1152,16 @@ mod fake {
         let mut hi = b"NIPC-CL1".to_vec();
         hi.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
         hi.extend_from_slice(&(64u32 << 10).to_le_bytes());
-        // No ring size asked for: the server's.
+        // No ring size asked for: the server's; no wake-up descriptors (a
+        // blocking client: the server wakes us through futexes).
         hi.extend_from_slice(&0u64.to_le_bytes());
+        hi.extend_from_slice(&0u32.to_le_bytes());
         (&sock).write_all(&frame(&hi)).expect("client hello");
-        let mut b = [0u8; 4 + 40];
+        let mut b = [0u8; 4 + 48];
         let fd = recv_with_fd(&sock, &mut b)
             .expect("server hello")
             .expect("no segment descriptor");
-        assert_eq!(&b[..4], &40u32.to_le_bytes(), "server hello length");
+        assert_eq!(&b[..4], &48u32.to_le_bytes(), "server hello length");
         assert_eq!(&b[4..12], b"NIPC-HS1", "server hello magic");
         let cap = u64::from_le_bytes(b[4 + 16..4 + 24].try_into().expect("8")) as usize;
         let len = u64::from_le_bytes(b[4 + 24..4 + 32].try_into().expect("8")) as usize;

@@ -8,6 +8,7 @@
 //! a timeout, so a lost wake-up shows up as a hang.
 
 use std::io;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::atomic::{self, AtomicU32};
@@ -98,6 +99,9 @@ pub(crate) fn notify<L: Link + ?Sized>(l: &L, bell: &Bell, index: usize) {
 /// sleeping on `bell`, watching the deadline and the peer. The clock is read
 /// only once the first attempt failed (an `After` wait is anchored then), so
 /// a timeout costs nothing while nothing has to wait.
+///
+/// Its steps — [`spin`], [`arm`], [`woke`] — are also what [`poll_wait`]
+/// (the async form) is made of: one mechanism, two ways to sleep.
 pub(crate) fn wait_on<T, L: Link + ?Sized>(
     l: &L,
     wait: &mut Wait,
@@ -112,42 +116,17 @@ pub(crate) fn wait_on<T, L: Link + ?Sized>(
         return Err(io::ErrorKind::WouldBlock.into());
     }
     let wait = wait.anchor();
-    let spin = l.spin();
-    if !spin.is_zero() {
-        let start = Instant::now();
-        let mut i = 0u32;
-        loop {
-            atomic::spin_hint();
-            if let Some(v) = attempt()? {
-                return Ok(v);
-            }
-            i = i.wrapping_add(1);
-            if i.is_multiple_of(128) {
-                let spun = start.elapsed();
-                if spun >= spin || wait.remaining().is_some_and(|left| left.is_zero()) {
-                    break;
-                }
-                if spun >= PEER_CHECK && l.peer_gone() {
-                    return Err(peer_gone());
-                }
-            }
-        }
+    if let Some(v) = spin(l, wait, &mut attempt)? {
+        return Ok(v);
     }
     loop {
-        let mut found = None;
-        let seen = prepare_sleep(bell, || match attempt() {
-            Ok(None) => false,
-            other => {
-                found = Some(other);
-                true
-            }
-        });
-        if let Some(r) = found {
-            if let Some(v) = r? {
-                return Ok(v);
-            }
-        }
-        let Some(seen) = seen else { continue };
+        let Some(seen) = arm(bell, &mut attempt)? else {
+            continue;
+        };
+        let seen = match seen {
+            Armed::Ready(v) => return Ok(v),
+            Armed::Sleep(seen) => seen,
+        };
         let slice = match wait.remaining() {
             None => PEER_CHECK,
             Some(left) => left.min(PEER_CHECK),
@@ -157,16 +136,185 @@ pub(crate) fn wait_on<T, L: Link + ?Sized>(
             return Err(wait.expired_error());
         }
         l.sleep(bell_index, &bell.seq, seen, slice);
-        bell.done();
-        if let Some(v) = attempt()? {
+        if let Some(v) = woke(l, bell, &mut attempt)? {
             return Ok(v);
         }
-        if l.peer_gone() {
-            // One last look: what it published before dying is still ours.
-            if let Some(v) = attempt()? {
-                return Ok(v);
+    }
+}
+
+/// The spinning phase of a wait: runs `attempt` until it yields or the
+/// link's spin budget (or `wait`, anchored) runs out (`Ok(None)`: go to
+/// sleep). A peer gone while it spins for long is an error.
+pub(crate) fn spin<T, L: Link + ?Sized>(
+    l: &L,
+    wait: Wait,
+    attempt: &mut impl FnMut() -> io::Result<Option<T>>,
+) -> io::Result<Option<T>> {
+    let spin = l.spin();
+    if spin.is_zero() {
+        return Ok(None);
+    }
+    let start = Instant::now();
+    let mut i = 0u32;
+    loop {
+        atomic::spin_hint();
+        if let Some(v) = attempt()? {
+            return Ok(Some(v));
+        }
+        i = i.wrapping_add(1);
+        if i.is_multiple_of(128) {
+            let spun = start.elapsed();
+            if spun >= spin || wait.remaining().is_some_and(|left| left.is_zero()) {
+                return Ok(None);
             }
-            return Err(peer_gone());
+            if spun >= PEER_CHECK && l.peer_gone() {
+                return Err(peer_gone());
+            }
+        }
+    }
+}
+
+/// What [`arm`] found.
+pub(crate) enum Armed<T> {
+    /// The last attempt yielded (the waiting flag is down again).
+    Ready(T),
+    /// Sleep while the bell's sequence word is this value (the flag is up),
+    /// then call [`woke`].
+    Sleep(u32),
+}
+
+/// Announces a sleep on `bell` and makes the last attempt before it (see
+/// [`prepare_sleep`]). `Ok(None)`: nothing found and nothing to sleep on
+/// (try again).
+pub(crate) fn arm<T>(
+    bell: &Bell,
+    attempt: &mut impl FnMut() -> io::Result<Option<T>>,
+) -> io::Result<Option<Armed<T>>> {
+    let mut found = None;
+    let seen = prepare_sleep(bell, || match attempt() {
+        Ok(None) => false,
+        other => {
+            found = Some(other);
+            true
+        }
+    });
+    if let Some(r) = found {
+        if let Some(v) = r? {
+            return Ok(Some(Armed::Ready(v)));
+        }
+    }
+    Ok(seen.map(Armed::Sleep))
+}
+
+/// After a sleep (however it ended): the flag comes down, then one more
+/// attempt, then — if that found nothing — a look whether the peer is gone.
+/// `Ok(None)`: arm and sleep again.
+pub(crate) fn woke<T, L: Link + ?Sized>(
+    l: &L,
+    bell: &Bell,
+    attempt: &mut impl FnMut() -> io::Result<Option<T>>,
+) -> io::Result<Option<T>> {
+    bell.done();
+    if let Some(v) = attempt()? {
+        return Ok(Some(v));
+    }
+    if l.peer_gone() {
+        // One last look: what it published before dying is still ours.
+        if let Some(v) = attempt()? {
+            return Ok(Some(v));
+        }
+        return Err(peer_gone());
+    }
+    Ok(None)
+}
+
+/// An end that sleeps through a reactor instead of blocking its thread
+/// (the async channel): its own wake-up object for one bell, and the peer's
+/// death.
+#[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
+pub(crate) trait Doze {
+    /// `Ready` once the bell was rung, or the peer may have gone, since the
+    /// last `Ready` (spurious `Ready`s are allowed: the caller re-checks);
+    /// otherwise `Pending`, with `cx`'s waker registered for either.
+    fn poll_doze(&self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// Where an async wait is between two polls. Dropping it while it sleeps
+/// (a cancelled future) takes the waiting flag down, so the peer stops
+/// ringing for nobody.
+#[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
+pub(crate) struct Parked<'b> {
+    bell: &'b Bell,
+    /// Spun already (the spin budget is spent once per wait).
+    spun: bool,
+    /// The waiting flag is up: the next poll asks the [`Doze`] first.
+    asleep: bool,
+}
+
+#[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
+impl<'b> Parked<'b> {
+    pub(crate) fn new(bell: &'b Bell) -> Parked<'b> {
+        Parked {
+            bell,
+            spun: false,
+            asleep: false,
+        }
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        if self.asleep {
+            self.bell.done();
+        }
+    }
+}
+
+/// [`wait_on`] for a task: runs `attempt` until it yields, spinning first
+/// (on the calling thread, for the link's spin budget), then sleeping
+/// through `doze` — `Pending` with the flag up, woken by the peer's ring or
+/// its death. The same steps as the blocking loop, with no deadline (a
+/// future's deadline is its cancellation).
+#[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
+pub(crate) fn poll_wait<T, L: Link + ?Sized, D: Doze + ?Sized>(
+    l: &L,
+    doze: &D,
+    park: &mut Parked<'_>,
+    cx: &mut Context<'_>,
+    mut attempt: impl FnMut() -> io::Result<Option<T>>,
+) -> Poll<io::Result<T>> {
+    let bell = park.bell;
+    loop {
+        if park.asleep {
+            if doze.poll_doze(cx).is_pending() {
+                return Poll::Pending;
+            }
+            park.asleep = false;
+            match woke(l, bell, &mut attempt) {
+                Ok(Some(v)) => return Poll::Ready(Ok(v)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        } else {
+            match attempt() {
+                Ok(None) => {}
+                Ok(Some(v)) => return Poll::Ready(Ok(v)),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if !park.spun {
+                park.spun = true;
+                match spin(l, Wait::Block, &mut attempt) {
+                    Ok(None) => {}
+                    Ok(Some(v)) => return Poll::Ready(Ok(v)),
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        }
+        match arm(bell, &mut attempt) {
+            Ok(Some(Armed::Ready(v))) => return Poll::Ready(Ok(v)),
+            Ok(Some(Armed::Sleep(_))) => park.asleep = true,
+            Ok(None) => {}
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }
@@ -222,7 +370,9 @@ pub(crate) fn push_next<M: Memory, L: Link + ?Sized>(
 ) -> io::Result<usize> {
     let chunk = p.chunk();
     let total = out.len();
-    if out.sent() == 0 {
+    // A kept tail (the rest of a message a cancelled async send started)
+    // continues its message: never a new first record.
+    if out.sent() == 0 && !out.is_continuation() {
         if total <= chunk {
             let (whole, _) = out.next_piece(total);
             push(p, l, &[whole], Part::Whole, wait)?;
@@ -510,11 +660,7 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
     out: &mut Vec<u8>,
     wait: Wait,
 ) -> io::Result<Option<usize>> {
-    st.begin(out)?;
-    if st.is_mid() && st.total() == Some(st.got()) {
-        // A `recv_slice` took the whole message off the ring; its stashed
-        // rest, now in `out`, completes it.
-        st.finish();
+    if recv_start(st, out)? {
         return Ok(Some(out.len()));
     }
     let ctl = c.control();
@@ -524,6 +670,30 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
     let r = wait_on(l, &mut outer, &ctl.data.0, l.bells().rx_data, || {
         step(c, st, l, out, &mut inner)
     });
+    recv_done(c, st, l, out, r)
+}
+
+/// The first step of [`recv`] (and of its async form): `out` gets back what
+/// an interrupted receive kept. `Ok(true)`: that is the whole message.
+pub(crate) fn recv_start(st: &mut RecvState, out: &mut Vec<u8>) -> io::Result<bool> {
+    st.begin(out)?;
+    if st.is_mid() && st.total() == Some(st.got()) {
+        // A `recv_slice` took the whole message off the ring; its stashed
+        // rest, now in `out`, completes it.
+        st.finish();
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The last step of [`recv`]: what the wait for [`step`] came to.
+pub(crate) fn recv_done<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &mut RecvState,
+    l: &L,
+    out: &mut Vec<u8>,
+    r: io::Result<Step>,
+) -> io::Result<Option<usize>> {
     match r {
         Ok(Step::Message) => {
             settle(c, l);
@@ -531,11 +701,23 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
         }
         Ok(Step::End) => Ok(None),
         Err(e) => {
-            st.interrupt(out);
-            settle(c, l);
+            recv_interrupted(c, st, l, out);
             Err(e)
         }
     }
+}
+
+/// A receive stops before its message is complete (an error, or a dropped
+/// future): the part in `out` is kept for the next one, and what it
+/// consumed reaches the producer.
+pub(crate) fn recv_interrupted<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &mut RecvState,
+    l: &L,
+    out: &mut Vec<u8>,
+) {
+    st.interrupt(out);
+    settle(c, l);
 }
 
 #[cfg(all(test, loom))]

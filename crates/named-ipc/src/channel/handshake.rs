@@ -1,18 +1,19 @@
 //! The channel handshake, run once per connection over the rendezvous pipe.
 //!
-//! The client speaks first: one framed message of 24 bytes, its magic
-//! `NIPC-CL1`, the layout version (u32 LE), the largest message it accepts
-//! (u32 LE) and the ring size it asks for (u64 LE; 0: the server's choice).
-//! The server answers with the [`Hello`] (see [`super::header`]) and the
-//! segment (Unix: its descriptor over `SCM_RIGHTS`; Windows: handles for the
-//! client to duplicate). Both then map the segment and validate its header.
+//! The client speaks first: the [`ClientHello`] (see [`super::header`]: the
+//! largest message it accepts, the ring size it asks for, and — an async
+//! client on Unix — the wake-up descriptors of the bells it sleeps on). The
+//! server answers with the [`Hello`] and the segment (Unix: its descriptor
+//! over `SCM_RIGHTS`, and an async server's wake-up descriptors; Windows:
+//! handles for the client to duplicate). Both then map the segment and
+//! validate its header.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::flow::{invalid, Bells};
-use super::header::{self, Hello, Layout, MIN_CAPACITY};
+use super::header::{self, ClientHello, Hello, Layout, MIN_CAPACITY};
 use super::options::ChannelOptions;
 use super::raw::Raw;
 use super::ring::{Consumer, Control, Memory, Producer};
@@ -26,27 +27,20 @@ use crate::sys::{self, Wait};
 /// How long `accept` and `connect` wait for the other side's handshake.
 pub(crate) const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
-const CLIENT_MAGIC: [u8; 8] = *b"NIPC-CL1";
-
 /// The server side of the handshake on a freshly accepted pipe.
 pub(crate) fn server(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmStream> {
-    // The client speaks first: its magic, version and largest message.
-    pipe.set_read_timeout(Some(HANDSHAKE))?;
-    let hi = pipe.recv()?.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the client left during the handshake",
-        )
-    })?;
-    pipe.set_read_timeout(None)?;
-    if hi.len() != 24 || hi[..8] != CLIENT_MAGIC || hi[8..12] != header::VERSION.to_le_bytes() {
-        return Err(invalid(
-            "the client is not a named-ipc channel client of this version",
-        ));
-    }
-    let peer_max = u32::from_le_bytes([hi[12], hi[13], hi[14], hi[15]]);
-    let asked = u64::from_le_bytes(hi[16..24].try_into().unwrap_or_default());
-    let capacity = match asked {
+    // The client speaks first: its magic, version, largest message, ring
+    // size and (an async client on Unix) wake-up descriptors.
+    let (hi, peer_wakers) = sys::channel::recv_request(pipe.sys(), Wait::timeout(Some(HANDSHAKE)))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the client left during the handshake",
+            ),
+            _ => e,
+        })?;
+    let hi = ClientHello::decode(&hi).map_err(invalid)?;
+    let capacity = match hi.capacity {
         0 => opts.capacity,
         n => (n.clamp(MIN_CAPACITY, opts.max_capacity.max(opts.capacity) as u64) as usize)
             .next_power_of_two(),
@@ -57,16 +51,36 @@ pub(crate) fn server(pipe: PipeStream, opts: &ChannelOptions) -> io::Result<ShmS
     // until the end of this function (and then in the stream's `Inner`).
     let raw = unsafe { Raw::new(map.ptr(), map.len()) };
     raw.write(0, &layout.encode());
+    let own = sys::channel::Wakers::new(opts.reactor)?;
     let hello = Hello {
         max_message: opts.max_message,
         capacity: layout.capacity as u64,
         segment_len: layout.total as u64,
         server_pid: std::process::id(),
+        wakers: own.count(),
         handles: Vec::new(),
     };
-    let os = sys::channel::send_hello(pipe.sys(), hello, &map, Wait::timeout(Some(HANDSHAKE)))?;
+    let os = sys::channel::send_hello(
+        pipe.sys(),
+        hello,
+        &map,
+        own,
+        peer_wakers,
+        hi.wakers,
+        Bells::SERVER,
+        Wait::timeout(Some(HANDSHAKE)),
+    )?;
     // Server: receives on ring 0, sends on ring 1.
-    assemble(pipe, map, layout, os, Bells::SERVER, [0, 1], opts, peer_max)
+    assemble(
+        pipe,
+        map,
+        layout,
+        os,
+        Bells::SERVER,
+        [0, 1],
+        opts,
+        hi.max_message,
+    )
 }
 
 /// The client side of the handshake on a freshly connected pipe.
@@ -82,22 +96,23 @@ pub(crate) fn client(
             "the connect timeout ran out before the handshake",
         ));
     }
-    pipe.set_write_timeout(Some(left))?;
-    let mut hi = CLIENT_MAGIC.to_vec();
-    hi.extend_from_slice(&header::VERSION.to_le_bytes());
-    hi.extend_from_slice(&opts.max_message.to_le_bytes());
-    let asked = if opts.capacity_asked {
-        opts.capacity as u64
-    } else {
-        0
+    let own = sys::channel::Wakers::new(opts.reactor)?;
+    let hi = ClientHello {
+        max_message: opts.max_message,
+        capacity: if opts.capacity_asked {
+            opts.capacity as u64
+        } else {
+            0
+        },
+        wakers: own.count(),
     };
-    hi.extend_from_slice(&asked.to_le_bytes());
-    pipe.send(&hi)?;
+    pipe.set_write_timeout(Some(left))?;
+    sys::channel::send_request(pipe.sys(), &hi.encode(), &own, Wait::Until(deadline))?;
     pipe.set_write_timeout(None)?;
     let wait = Wait::Until(deadline);
     let (bytes, attachment) = sys::channel::recv_hello(pipe.sys(), wait)?;
     let hello = Hello::decode(&bytes).map_err(invalid)?;
-    let (map, os) = sys::channel::attach(pipe.sys(), attachment, &hello, wait)?;
+    let (map, os) = sys::channel::attach(pipe.sys(), attachment, &hello, own, Bells::CLIENT, wait)?;
     let mut h = [0u8; header::HEADER_LEN];
     if map.len() < h.len() {
         return Err(invalid("the channel segment is too small"));

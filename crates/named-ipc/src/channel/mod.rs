@@ -61,17 +61,19 @@
 #![allow(unsafe_code)]
 
 mod atomic;
-mod flow;
-mod handshake;
+pub(crate) mod flow;
+pub(crate) mod handshake;
 pub(crate) mod header;
 mod listener;
-mod options;
+pub(crate) mod options;
+#[cfg(feature = "tokio")]
+pub(crate) mod poll;
 mod raw;
-mod ring;
-mod rx;
+pub(crate) mod ring;
+pub(crate) mod rx;
 mod stream;
-mod tx;
-mod wait;
+pub(crate) mod tx;
+pub(crate) mod wait;
 
 pub use listener::ShmListener;
 pub use options::ChannelOptions;
@@ -80,8 +82,9 @@ pub use stream::{ShmReceiver, ShmSender, ShmStream};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_header(data: &[u8]) {
-    use self::header::{Hello, Layout};
+    use self::header::{ClientHello, Hello, Layout};
     let _ = Hello::decode(data);
+    let _ = ClientHello::decode(data);
     let mut h = [0u8; header::HEADER_LEN];
     for (d, s) in h.iter_mut().zip(data) {
         *d = *s;

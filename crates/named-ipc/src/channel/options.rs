@@ -24,6 +24,9 @@ pub struct ChannelOptions {
     pub(crate) spin: Duration,
     pub(crate) timeout: Option<Duration>,
     pub(crate) server_identity: ServerIdentity,
+    /// This end sleeps through a reactor (the async channel): on Unix it
+    /// hands the peer wake-up descriptors in the handshake.
+    pub(crate) reactor: bool,
 }
 
 impl Default for ChannelOptions {
@@ -45,6 +48,7 @@ impl ChannelOptions {
             spin: Duration::from_micros(20),
             timeout: None,
             server_identity: ServerIdentity::SameUser,
+            reactor: false,
         }
     }
 
@@ -110,17 +114,42 @@ impl ChannelOptions {
         self
     }
 
+    /// The rendezvous pipe's server options. It carries only the
+    /// handshake's few bytes: a "client" announcing more is refused at its
+    /// header, never buffered.
+    pub(crate) fn rendezvous_listener() -> ListenerOptions {
+        let mut o = ListenerOptions::new();
+        o.mode(PipeMode::Message).max_message_size(HANDSHAKE_MAX);
+        o
+    }
+
+    /// The rendezvous pipe's client options.
+    pub(crate) fn rendezvous_client(&self) -> ConnectOptions {
+        let mut o = ConnectOptions::new();
+        o.mode(PipeMode::Message)
+            .max_message_size(HANDSHAKE_MAX)
+            .server_identity(self.server_identity.clone());
+        if let Some(t) = self.timeout {
+            o.timeout(t);
+        }
+        o
+    }
+
+    /// When a client's handshake must be over: the connect timeout, which
+    /// started at `start`, covers it, and it takes at most 10 s.
+    pub(crate) fn handshake_deadline(&self, start: Instant) -> Instant {
+        let handshake_end = Instant::now() + super::handshake::HANDSHAKE;
+        self.timeout
+            .and_then(|t| start.checked_add(t))
+            .map_or(handshake_end, |d| d.min(handshake_end))
+    }
+
     /// Creates a channel server.
     ///
     /// # Errors
     /// As for [`ListenerOptions::create`].
     pub fn bind(&self, name: &str) -> Result<ShmListener> {
-        // The rendezvous carries only the handshake's few bytes: a "client"
-        // announcing more is refused at its header, never buffered.
-        let pipe = ListenerOptions::new()
-            .mode(PipeMode::Message)
-            .max_message_size(HANDSHAKE_MAX)
-            .create(name)?;
+        let pipe = ChannelOptions::rendezvous_listener().create(name)?;
         ShmListener::new(pipe, self.clone())
             .map_err(|e| Error::from_io(e, name, &format!("cannot create channel {name:?}"), ""))
     }
@@ -136,25 +165,13 @@ impl ChannelOptions {
     /// server named that are not its section and events.
     pub fn connect(&self, name: &str) -> Result<ShmStream> {
         let start = Instant::now();
-        let mut o = ConnectOptions::new();
-        o.mode(PipeMode::Message)
-            .max_message_size(HANDSHAKE_MAX)
-            .server_identity(self.server_identity.clone());
-        if let Some(t) = self.timeout {
-            o.timeout(t);
-        }
-        let pipe = o.connect(name)?;
-        // The connect timeout covers the handshake too (at most 10 s of it).
-        let handshake_end = Instant::now() + super::handshake::HANDSHAKE;
-        let deadline = self
-            .timeout
-            .and_then(|t| start.checked_add(t))
-            .map_or(handshake_end, |d| d.min(handshake_end));
+        let pipe = self.rendezvous_client().connect(name)?;
+        let deadline = self.handshake_deadline(start);
         super::handshake::client(pipe, self, deadline).map_err(|e| handshake_error(e, name))
     }
 }
 
-fn handshake_error(e: io::Error, name: &str) -> Error {
+pub(crate) fn handshake_error(e: io::Error, name: &str) -> Error {
     let kind = match e.kind() {
         io::ErrorKind::InvalidData => ErrorKind::VersionMismatch,
         _ => ErrorKind::of_io(&e),

@@ -13,10 +13,10 @@ use crate::sys::Wait;
 
 /// The receiving direction: the ring's consumer and the shared receive state.
 pub(crate) struct RxEnd {
-    c: Consumer<'static, Raw>,
-    st: RecvState,
+    pub(crate) c: Consumer<'static, Raw>,
+    pub(crate) st: RecvState,
     /// Where a message of several records is assembled for `recv_with`.
-    scratch: Vec<u8>,
+    pub(crate) scratch: Vec<u8>,
     pub(crate) inner: Arc<Inner>,
 }
 

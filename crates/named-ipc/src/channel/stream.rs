@@ -61,6 +61,15 @@ impl ShmStream {
         }
     }
 
+    /// The ends and what they share (for the async channel, which drives the
+    /// same ends).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn into_parts(self) -> (TxEnd, RxEnd, Arc<Inner>) {
+        let tx = self.tx.into_inner().unwrap_or_else(|p| p.into_inner());
+        let rx = self.rx.into_inner().unwrap_or_else(|p| p.into_inner());
+        (tx, rx, self.inner)
+    }
+
     /// Splits into an owned sending half and an owned receiving half, each
     /// usable from its own thread without any lock: the fastest way to use a
     /// channel. Timeouts and nonblocking mode carry over.

@@ -13,7 +13,7 @@ use crate::sys::Wait;
 /// The sending direction: the ring's producer and the shared send state.
 pub(crate) struct TxEnd {
     pub(crate) p: Producer<'static, Raw>,
-    state: SendState,
+    pub(crate) state: SendState,
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -25,9 +25,9 @@ impl Drop for TxEnd {
 
 /// The ring as a [`Sink`]: each write pushes one record (a piece of at most
 /// a record's payload), waiting for room per `wait`.
-struct RingSink<'a> {
-    p: &'a mut Producer<'static, Raw>,
-    inner: &'a Inner,
+pub(crate) struct RingSink<'a> {
+    pub(crate) p: &'a mut Producer<'static, Raw>,
+    pub(crate) inner: &'a Inner,
 }
 
 impl Sink for RingSink<'_> {
@@ -80,6 +80,16 @@ impl TxEnd {
         wait: Wait,
         fill: impl FnOnce(&mut InPlaceMut<'_>) -> R,
     ) -> io::Result<R> {
+        self.check_in_place(len)?;
+        let r = flow::reserve(&mut self.p, &*self.inner, len, &mut { wait })?;
+        let out = fill(&mut self.p.memory().view_mut(r.offset, len));
+        flow::commit(&mut self.p, &*self.inner, r);
+        Ok(out)
+    }
+
+    /// What `send_with` (and an async reservation) checks first: the sending
+    /// side is usable, and `len` fits the peer and a record.
+    pub(crate) fn check_in_place(&self, len: usize) -> io::Result<()> {
         self.state.check()?;
         self.inner.check_len(len)?;
         if len > self.p.max_record() {
@@ -93,10 +103,7 @@ impl TxEnd {
                 ),
             ));
         }
-        let r = flow::reserve(&mut self.p, &*self.inner, len, &mut { wait })?;
-        let out = fill(&mut self.p.memory().view_mut(r.offset, len));
-        flow::commit(&mut self.p, &*self.inner, r);
-        Ok(out)
+        Ok(())
     }
 
     /// Everything a successful send returned `Ok` for is already committed;

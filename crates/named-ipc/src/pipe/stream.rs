@@ -261,6 +261,27 @@ impl PipeStream {
         }
     }
 
+    /// A blocking stream of an async one's OS stream (the async channel
+    /// runs its handshake on a blocking thread).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn from_sys(
+        inner: sys::pipe::Stream,
+        name: Arc<str>,
+        mode: PipeMode,
+        can_read: bool,
+        can_write: bool,
+    ) -> PipeStream {
+        PipeStream {
+            inner,
+            name,
+            mode,
+            can_read,
+            can_write,
+            timing: Timing::new(false),
+            _slot: None,
+        }
+    }
+
     /// The OS stream (for the shared-memory channel's handshake).
     pub(crate) fn sys(&self) -> &sys::pipe::Stream {
         &self.inner

@@ -100,6 +100,11 @@ impl<'a> Outgoing<'a> {
         self.sent
     }
 
+    /// The rest of a message whose first bytes left earlier (a kept tail).
+    pub(crate) fn is_continuation(&self) -> bool {
+        self.continued
+    }
+
     /// Some of the message has left: giving up now would cut it.
     pub(crate) fn is_partial(&self) -> bool {
         (self.sent > 0 || self.continued) && !self.is_done()

@@ -118,13 +118,19 @@
 //! [tokio]: https://docs.rs/tokio
 //! [`tokio_util::codec::LengthDelimitedCodec`]: https://docs.rs/tokio-util/latest/tokio_util/codec/length_delimited/index.html
 
+mod channel;
+mod channel_listener;
 mod listener;
 mod messages;
 mod stream;
 
+pub use channel::{Permit, RecvGuard, ShmReceiver, ShmSender, ShmStream};
+pub use channel_listener::ShmListener;
 pub use listener::PipeListener;
 pub use messages::{MessageIo, MessageRecv, MessageSend, Messages};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, PipeStream};
+
+pub use crate::channel::{ChannelOptions, InPlace, InPlaceMut};
 
 pub use crate::pipe::{
     Access, ConnectOptions, Direction, ListenerOptions, PipeMode, ServerIdentity, UserId,

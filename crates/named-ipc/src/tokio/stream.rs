@@ -289,6 +289,29 @@ impl PipeStream {
         self.sh.mode
     }
 
+    /// The blocking stream on the same connection (the async channel's
+    /// handshake runs on a blocking thread). Only for a stream nothing was
+    /// sent or received on yet.
+    pub(crate) fn into_blocking(self) -> io::Result<crate::pipe::PipeStream> {
+        let sh = Arc::try_unwrap(self.sh)
+            .map_err(|_| io::Error::other("the stream is shared; it cannot leave the runtime"))?;
+        let Shared {
+            io,
+            name,
+            mode,
+            can_read,
+            can_write,
+            ..
+        } = sh;
+        Ok(crate::pipe::PipeStream::from_sys(
+            io.into_sync()?,
+            name,
+            mode,
+            can_read,
+            can_write,
+        ))
+    }
+
     /// Sends `msg` as one message (0 bytes to 4 GiB − 1). `Ok` means all of
     /// it was handed to the OS.
     ///

@@ -1,10 +1,15 @@
 //! The shared-memory channel's OS side on Unix: the segment is a memfd passed
-//! over the rendezvous socket (`SCM_RIGHTS`), sleepers wait on futexes in the
-//! segment, and a hang-up on the socket means the peer is gone.
+//! over the rendezvous socket (`SCM_RIGHTS`), a hang-up on the socket means
+//! the peer is gone, and sleepers wait either on futexes in the segment (a
+//! blocking end) or on descriptors of their own that a reactor watches (an
+//! async end: an eventfd per bell on Linux, a socket pair elsewhere), handed
+//! to the peer in the handshake so that it can wake them (see
+//! `channel/header.rs`, "Wake-up descriptors").
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
@@ -12,11 +17,143 @@ use rustix::event::{PollFd, PollFlags};
 use super::futex;
 use super::pipe::Stream;
 use super::shm::Mapping;
-use crate::channel::header::Hello;
+use crate::channel::flow::Bells;
+use crate::channel::header::{Hello, WAKERS};
 use crate::sys::Wait;
 
-/// The segment's descriptor travels beside the hello message.
-pub(crate) type Attachment = Option<OwnedFd>;
+/// The descriptors that travel beside a hello message.
+pub(crate) type Attachment = Vec<OwnedFd>;
+
+/// The wake-up descriptors of an end that sleeps through a reactor, for the
+/// bells it sleeps on (its receiver's, then its sender's); none for a
+/// blocking end, which sleeps on futexes.
+pub(crate) struct Wakers {
+    pairs: Vec<WakePair>,
+}
+
+/// One bell's wake-up pair: the sleeper keeps `wait` (the reactor watches
+/// it), the peer gets `ring` (it signals it).
+struct WakePair {
+    wait: OwnedFd,
+    ring: OwnedFd,
+}
+
+impl Wakers {
+    /// For an end that sleeps through a reactor (`reactor`), one pair per
+    /// bell it sleeps on; none otherwise.
+    pub(crate) fn new(reactor: bool) -> io::Result<Wakers> {
+        let n = if reactor { WAKERS as usize } else { 0 };
+        Ok(Wakers {
+            pairs: (0..n).map(|_| wake_pair()).collect::<io::Result<_>>()?,
+        })
+    }
+
+    /// How many descriptors go to the peer.
+    pub(crate) fn count(&self) -> u32 {
+        self.pairs.len() as u32
+    }
+
+    fn rings(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.pairs.iter().map(|p| p.ring.as_fd())
+    }
+}
+
+#[cfg(linux_like)]
+fn wake_pair() -> io::Result<WakePair> {
+    use rustix::event::EventfdFlags;
+    let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+    Ok(WakePair {
+        ring: fd.try_clone()?,
+        wait: fd,
+    })
+}
+
+#[cfg(not(linux_like))]
+fn wake_pair() -> io::Result<WakePair> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let (wait, ring) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::empty(),
+        None,
+    )?;
+    // Close-on-exec right away (no SOCK_CLOEXEC on macOS; a fork + exec by
+    // another thread in between could inherit them), nonblocking both ways.
+    for fd in [&wait, &ring] {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+        rustix::io::ioctl_fionbio(fd, true)?;
+    }
+    Ok(WakePair { wait, ring })
+}
+
+/// Signals a sleeper's descriptor (never blocks: it is nonblocking; a full
+/// counter or buffer means wake-ups are pending already).
+fn ring(fd: BorrowedFd<'_>) {
+    #[cfg(linux_like)]
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+    #[cfg(not(linux_like))]
+    let _ = rustix::net::send(fd, &[1], no_signal());
+}
+
+#[cfg(all(not(linux_like), sock_cloexec))]
+fn no_signal() -> rustix::net::SendFlags {
+    rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT
+}
+
+#[cfg(all(not(linux_like), not(sock_cloexec)))]
+fn no_signal() -> rustix::net::SendFlags {
+    rustix::net::SendFlags::DONTWAIT
+}
+
+/// Takes the pending wake-ups off our descriptor: `WouldBlock` if there
+/// were none.
+fn drain(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut b = [0u8; 64];
+    #[cfg(linux_like)]
+    let n = rustix::io::read(fd, &mut b[..8])?;
+    #[cfg(not(linux_like))]
+    let n = {
+        let mut n = 0;
+        loop {
+            match rustix::io::read(fd, &mut b) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(rustix::io::Errno::AGAIN) if n > 0 => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        n
+    };
+    if n == 0 {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(())
+}
+
+/// A wake-up descriptor from the peer: checked to be the kind we create
+/// (Linux: an anonymous inode such as an eventfd; elsewhere a socket) and
+/// made nonblocking, so that signalling it can never block us.
+fn peer_waker(fd: OwnedFd) -> io::Result<OwnedFd> {
+    let st = rustix::fs::fstat(&fd)?;
+    let ty = rustix::fs::FileType::from_raw_mode(super::mode_of(&st) as _);
+    #[cfg(linux_like)]
+    let ok = ty == rustix::fs::FileType::Unknown;
+    #[cfg(not(linux_like))]
+    let ok = ty == rustix::fs::FileType::Socket;
+    if !ok {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the peer's wake-up descriptor is a {ty:?}, not an event descriptor; it was \
+                 closed"
+            ),
+        ));
+    }
+    rustix::io::ioctl_fionbio(&fd, true)?;
+    #[cfg(apple)]
+    rustix::net::sockopt::set_socket_nosigpipe(&fd, true)?;
+    Ok(fd)
+}
 
 /// The OS half of a channel end's link to its peer: sleeping and waking on
 /// the bells, and telling whether the peer process is still there.
@@ -24,24 +161,56 @@ pub(crate) struct OsLink {
     /// A duplicate of the rendezvous socket: readable (EOF) once the peer's
     /// end closes, which the kernel does when the peer process dies.
     watch: OwnedFd,
+    /// Per bell the peer sleeps on: its wake-up descriptor, or `None` for a
+    /// futex sleeper.
+    peer: [Option<OwnedFd>; 4],
+    /// Per bell we sleep on through a reactor: our descriptor.
+    own: [Option<Arc<OwnedFd>>; 4],
 }
 
 impl OsLink {
-    fn new(stream: &Stream) -> io::Result<OsLink> {
-        Ok(OsLink {
+    /// `own`: our wake-up pairs (for `bells.rx_data`, `bells.tx_space`);
+    /// `peer`: the peer's wake-up descriptors, for the bells it sleeps on
+    /// (its receiver's is the one we ring after sending, `bells.tx_data`;
+    /// its sender's the one we ring after freeing room, `bells.rx_space`).
+    fn new(stream: &Stream, bells: Bells, own: Wakers, peer: Vec<OwnedFd>) -> io::Result<OsLink> {
+        let mut link = OsLink {
             watch: stream.watch_fd()?,
-        })
+            peer: Default::default(),
+            own: Default::default(),
+        };
+        for (bell, pair) in [bells.rx_data, bells.tx_space].into_iter().zip(own.pairs) {
+            link.own[bell] = Some(Arc::new(pair.wait));
+        }
+        for (bell, fd) in [bells.tx_data, bells.rx_space].into_iter().zip(peer) {
+            link.peer[bell] = Some(peer_waker(fd)?);
+        }
+        Ok(link)
     }
 
-    /// Sleeps on `word` (bell `_bell` of the segment) while it equals `seen`,
-    /// at most `timeout`.
-    pub(crate) fn sleep(&self, _bell: usize, word: &AtomicU32, seen: u32, timeout: Duration) {
-        futex::wait(word, seen, Some(timeout));
+    /// Sleeps on `word` (bell `bell` of the segment) while it equals `seen`,
+    /// at most `timeout`: on the futex, or (an end that sleeps through a
+    /// reactor, waiting without one) on its wake-up descriptor.
+    pub(crate) fn sleep(&self, bell: usize, word: &AtomicU32, seen: u32, timeout: Duration) {
+        match &self.own[bell] {
+            None => futex::wait(word, seen, Some(timeout)),
+            Some(fd) => {
+                let mut p = [PollFd::new(&**fd, PollFlags::IN)];
+                let ts = super::timespec(timeout);
+                if matches!(rustix::event::poll(&mut p, Some(&ts)), Ok(n) if n > 0) {
+                    let _ = drain(fd.as_fd());
+                }
+            }
+        }
     }
 
-    /// Wakes the sleeper on `word`.
-    pub(crate) fn wake(&self, _bell: usize, word: &AtomicU32) {
-        futex::wake(word, 1);
+    /// Wakes the sleeper on `word` (bell `bell`): through the descriptor
+    /// it gave us, or its futex.
+    pub(crate) fn wake(&self, bell: usize, word: &AtomicU32) {
+        match &self.peer[bell] {
+            None => futex::wake(word, 1),
+            Some(fd) => ring(fd.as_fd()),
+        }
     }
 
     /// Whether the peer closed its end of the rendezvous socket (it exited,
@@ -60,21 +229,66 @@ impl OsLink {
     }
 }
 
-/// Server side: sends the hello with the segment's descriptor attached. The
-/// descriptor is in flight once sent, so there is nothing to wait for.
+/// Checks that the peer attached exactly the wake-up descriptors its hello
+/// announced.
+fn expect_wakers(fds: &[OwnedFd], announced: u32, who: &str) -> io::Result<()> {
+    if fds.len() != announced as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the {who} announced {announced} wake-up descriptors but sent {} descriptors \
+                 with its handshake; all were closed",
+                fds.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Client side: sends its hello with its wake-up descriptors attached.
+pub(crate) fn send_request(
+    stream: &Stream,
+    hello: &[u8],
+    own: &Wakers,
+    _wait: Wait,
+) -> io::Result<()> {
+    let fds: Vec<_> = own.rings().collect();
+    stream.send_msg_with_fds(hello, &fds)
+}
+
+/// Server side: receives the client's hello and its wake-up descriptors.
+pub(crate) fn recv_request(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
+    stream.recv_msg_with_fds(wait, WAKERS as usize)
+}
+
+/// Server side: sends the hello with the segment's descriptor and our
+/// wake-up descriptors attached (the descriptors are in flight once sent,
+/// so there is nothing to wait for), and sets up the OS link with the
+/// client's (`peer`, as many as `peer_wakers` its hello announced).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn send_hello(
     stream: &Stream,
     hello: Hello,
     seg: &Mapping,
+    own: Wakers,
+    peer: Attachment,
+    peer_wakers: u32,
+    bells: Bells,
     _wait: Wait,
 ) -> io::Result<OsLink> {
-    stream.send_msg_with_fd(&hello.encode(), seg.fd().as_fd())?;
-    OsLink::new(stream)
+    expect_wakers(&peer, peer_wakers, "client")?;
+    debug_assert_eq!(hello.wakers, own.count());
+    let fds: Vec<_> = std::iter::once(seg.fd().as_fd())
+        .chain(own.rings())
+        .collect();
+    stream.send_msg_with_fds(&hello.encode(), &fds)?;
+    OsLink::new(stream, bells, own, peer)
 }
 
-/// Client side: receives the hello and the segment's descriptor.
+/// Client side: receives the hello, the segment's descriptor and the
+/// server's wake-up descriptors.
 pub(crate) fn recv_hello(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
-    stream.recv_msg_with_fd(wait)
+    stream.recv_msg_with_fds(wait, 1 + WAKERS as usize)
 }
 
 /// Client side: maps the received segment, which must be `hello.segment_len`
@@ -82,8 +296,10 @@ pub(crate) fn recv_hello(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, At
 /// hello must name no handles on Unix.
 pub(crate) fn attach(
     stream: &Stream,
-    fd: Attachment,
+    fds: Attachment,
     hello: &Hello,
+    own: Wakers,
+    bells: Bells,
     _wait: Wait,
 ) -> io::Result<(Mapping, OsLink)> {
     if !hello.handles.is_empty() {
@@ -92,14 +308,74 @@ pub(crate) fn attach(
             "unexpected handles in a Unix handshake",
         ));
     }
-    let fd = fd.ok_or_else(|| {
+    let mut fds = fds.into_iter();
+    let fd = fds.next().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             "the handshake carried no segment descriptor",
         )
     })?;
+    let peer: Vec<OwnedFd> = fds.collect();
+    expect_wakers(&peer, hello.wakers, "server")?;
     let map = Mapping::from_fd(fd, hello.segment_len)?;
-    Ok((map, OsLink::new(stream)?))
+    Ok((map, OsLink::new(stream, bells, own, peer)?))
+}
+
+/// How a task of an async channel end sleeps on one bell: our wake-up
+/// descriptor and a duplicate of the rendezvous socket, both on tokio's
+/// reactor, so a ring and the peer's death each wake the task at once.
+#[cfg(feature = "tokio")]
+pub(crate) struct AsyncDoze {
+    bell: ::tokio::io::unix::AsyncFd<Arc<OwnedFd>>,
+    watch: ::tokio::io::unix::AsyncFd<OwnedFd>,
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncDoze {
+    /// For bell `bell`, which this end sleeps on through a reactor. Must run
+    /// inside a tokio runtime.
+    pub(crate) fn new(link: &OsLink, bell: usize) -> io::Result<AsyncDoze> {
+        use ::tokio::io::{unix::AsyncFd, Interest};
+        let fd = link.own[bell].clone().ok_or_else(|| {
+            io::Error::other("this channel end has no wake-up descriptor for the bell")
+        })?;
+        let watch = link.watch.try_clone()?;
+        // SAFETY: both descriptors are owned by what is registered (an Arc
+        // shared with the link, which never closes or replaces it; a fresh
+        // duplicate), so they stay open and the same until the AsyncFd drops.
+        let bell = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+        // SAFETY: as above.
+        let watch = unsafe { AsyncFd::register_with_interest(watch, Interest::READABLE) };
+        Ok(AsyncDoze {
+            bell: bell.map_err(io::Error::from)?,
+            watch: watch.map_err(io::Error::from)?,
+        })
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl crate::channel::flow::Doze for AsyncDoze {
+    fn poll_doze(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::Poll;
+        // The peer's end readable or hung up: it may be gone (the caller
+        // looks). Left ready, so every later poll says so too.
+        if self.watch.poll_read_ready(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        loop {
+            match self.bell.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(mut guard)) => {
+                    match guard.try_io(|fd| drain(fd.get_ref().as_fd())) {
+                        Ok(_) => return Poll::Ready(()),
+                        // Nothing pending after all: readiness cleared.
+                        Err(_would_block) => continue,
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A hostile channel server, written by hand: it does the rendezvous like a
@@ -164,6 +440,7 @@ mod tests {
             capacity: CAPACITY as u64,
             segment_len: Layout::new(CAPACITY).total as u64,
             server_pid: std::process::id(),
+            wakers: 0,
             handles: Vec::new(),
         }
         .encode()

@@ -7,7 +7,9 @@
 
 #[cfg(feature = "bench-support")]
 pub(crate) mod affinity;
+// `unsafe` only to register descriptors with tokio's reactor.
 #[cfg(not(loom))]
+#[allow(unsafe_code)]
 pub(crate) mod channel;
 pub(crate) mod flag;
 #[allow(unsafe_code)]

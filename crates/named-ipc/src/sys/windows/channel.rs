@@ -19,7 +19,10 @@
 //!
 //! Each side then waits on its event together with the peer's process handle
 //! (`SYNCHRONIZE` only), so a peer that dies wakes it at once. `WaitOnAddress`
-//! does not cross processes.
+//! does not cross processes. An async end waits on the same two objects
+//! through thread-pool waits ([`AsyncDoze`], the async pipe driver's
+//! mechanism), so no runtime thread is parked per connection, and blocking
+//! and async ends wake each other the same way (`SetEvent`).
 
 use std::io;
 use std::os::windows::io::OwnedHandle;
@@ -37,11 +40,60 @@ use super::pipe::Stream;
 use super::process;
 use super::shm::Mapping;
 use super::{object_type, owned, raw};
+use crate::channel::flow::Bells;
 use crate::channel::header::Hello;
 use crate::sys::Wait;
 
 /// Nothing travels beside the hello message on Windows: handle values are in it.
 pub(crate) type Attachment = ();
+
+/// Wake-up objects of an end's own: none on Windows, where every end waits
+/// on the server's events (an async end through thread-pool waits).
+pub(crate) struct Wakers;
+
+impl Wakers {
+    pub(crate) fn new(_reactor: bool) -> io::Result<Wakers> {
+        Ok(Wakers)
+    }
+
+    /// How many wake-up descriptors go to the peer: none.
+    pub(crate) fn count(&self) -> u32 {
+        0
+    }
+}
+
+/// The peer must announce no wake-up descriptors on Windows.
+fn no_wakers(announced: u32, who: &str) -> io::Result<()> {
+    if announced != 0 {
+        return Err(invalid(format!(
+            "the {who} announced {announced} wake-up descriptors, which Windows handshakes \
+             never carry"
+        )));
+    }
+    Ok(())
+}
+
+/// Client side: sends its hello.
+pub(crate) fn send_request(
+    stream: &Stream,
+    hello: &[u8],
+    _own: &Wakers,
+    wait: Wait,
+) -> io::Result<()> {
+    stream.send_msg(hello, wait)
+}
+
+/// Server side: receives the client's hello.
+pub(crate) fn recv_request(stream: &Stream, wait: Wait) -> io::Result<(Vec<u8>, Attachment)> {
+    let mut msg = Vec::new();
+    match stream.recv_msg(&mut msg, wait)? {
+        Some(_) => Ok((msg, ())),
+        None => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the client left during the handshake",
+        )),
+    }
+}
 
 /// The client's answer once it has duplicated the server's handles.
 const TAKEN: &[u8] = b"ok";
@@ -92,12 +144,18 @@ fn invalid(msg: String) -> io::Error {
 /// Server side: creates the events, sends the hello naming the section and the
 /// events by their values in this process, and waits (per `wait`) until the
 /// client says it has duplicated them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn send_hello(
     stream: &Stream,
     mut hello: Hello,
     seg: &Mapping,
+    _own: Wakers,
+    _peer: Attachment,
+    peer_wakers: u32,
+    _bells: Bells,
     wait: Wait,
 ) -> io::Result<OsLink> {
+    no_wakers(peer_wakers, "client")?;
     let pid = stream.peer_pid()?;
     let client = process::open(pid, SYNCHRONIZE, "the channel client")?;
     let events = (0..4)
@@ -219,8 +277,11 @@ pub(crate) fn attach(
     stream: &Stream,
     _attachment: Attachment,
     hello: &Hello,
+    _own: Wakers,
+    _bells: Bells,
     wait: Wait,
 ) -> io::Result<(Mapping, OsLink)> {
+    no_wakers(hello.wakers, "server")?;
     if hello.handles.len() != 5 {
         return Err(invalid(format!(
             "the channel handshake carries {} handles, not 5",
@@ -294,4 +355,59 @@ pub(crate) fn attach(
     drop(server);
     stream.send_msg(TAKEN, wait)?;
     Ok((map, OsLink { events, peer }))
+}
+
+/// How a task of an async channel end sleeps on one bell: thread-pool waits
+/// on the bell's event (for the connection's life: an auto-reset event is
+/// reset by each satisfied wait) and on the peer's process handle (once: it
+/// stays signalled), so a ring and the peer's death each wake the task at
+/// once, and no runtime thread waits.
+#[cfg(feature = "tokio")]
+pub(crate) struct AsyncDoze {
+    // The waits are declared before the handles they wait on: dropped (and
+    // unregistered, waiting for a running callback) first.
+    on_event: super::pool_wait::PoolWait,
+    on_peer: super::pool_wait::PoolWait,
+    _event: OwnedHandle,
+    _peer: OwnedHandle,
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncDoze {
+    /// For bell `bell`. Registers the waits on duplicates of the link's
+    /// handles, which this value owns.
+    pub(crate) fn new(link: &OsLink, bell: usize) -> io::Result<AsyncDoze> {
+        use super::pool_wait::{PoolWait, Times};
+        let dup = |h: &OwnedHandle| h.try_clone();
+        let event = dup(&link.events[bell])?;
+        let peer = dup(&link.peer)?;
+        let mut on_event = PoolWait::new();
+        let mut on_peer = PoolWait::new();
+        // SAFETY: both handles are owned by the AsyncDoze and outlive the
+        // waits (field order: the waits are dropped first).
+        unsafe {
+            on_event.register(raw(&event), Times::Every)?;
+            on_peer.register(raw(&peer), Times::Once)?;
+        }
+        Ok(AsyncDoze {
+            on_event,
+            on_peer,
+            _event: event,
+            _peer: peer,
+        })
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl crate::channel::flow::Doze for AsyncDoze {
+    fn poll_doze(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // Wakers first, then the marks: a signal in between wakes us.
+        self.on_event.set_waker(cx.waker());
+        self.on_peer.set_waker(cx.waker());
+        // The peer's mark stays: once gone, every later poll says so.
+        if self.on_event.take_fired() || self.on_peer.fired() {
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
 }

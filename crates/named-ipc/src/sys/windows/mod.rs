@@ -7,6 +7,8 @@ pub(crate) mod affinity;
 pub(crate) mod channel;
 pub(crate) mod flag;
 pub(crate) mod pipe;
+#[cfg(feature = "tokio")]
+pub(crate) mod pool_wait;
 pub(crate) mod process;
 pub(crate) mod security;
 pub(crate) mod shm;

@@ -1,11 +1,12 @@
 //! Descriptor passing (`SCM_RIGHTS`) for the shared-memory channel's
-//! handshake: the server sends the segment's descriptor with the first bytes
-//! of its hello, the client receives it.
+//! handshake: the server sends the segment's descriptor (and an async
+//! server its wake-up descriptors) with the first bytes of its hello; an
+//! async client sends its wake-up descriptors with its own hello.
 //!
 //! Descriptors from the peer are untrusted input. The receiver takes at most
-//! one: it closes every descriptor that arrived (extra ones included) unless
-//! it hands exactly one to its caller, and it refuses control data the kernel
-//! had to truncate (`MSG_CTRUNC`).
+//! as many as its caller allows: it closes every descriptor that arrived
+//! when there are more, and it refuses control data the kernel had to
+//! truncate (`MSG_CTRUNC`).
 //!
 //! # Close-on-exec
 //! Received descriptors are close-on-exec from the moment they exist where
@@ -28,27 +29,34 @@ use rustix::net::{
 
 use super::socket::SEND_FLAGS;
 
-/// Room for this many descriptors in one receive: more than the one we
-/// accept, so that a few extra ones are seen (and closed) rather than
-/// truncated.
-const ROOM: usize = 4;
+/// Room for this many descriptors in one receive: more than the most we
+/// accept (three), so that a few extra ones are seen (and closed) rather
+/// than truncated.
+const ROOM: usize = 6;
+
+/// The most descriptors one send carries.
+const MAX_SEND: usize = 3;
 
 #[cfg(sock_cloexec)]
 const RECV_FLAGS: RecvFlags = RecvFlags::CMSG_CLOEXEC;
 #[cfg(not(sock_cloexec))]
 const RECV_FLAGS: RecvFlags = RecvFlags::empty();
 
-/// One blocking `sendmsg` of `bytes` with `fd` attached; returns how many
-/// bytes went (the descriptor goes with the first of them).
-pub(super) fn send_with_fd(
+/// One blocking `sendmsg` of `bytes` with `fds` attached (at most three);
+/// returns how many bytes went (the descriptors go with the first of them).
+pub(super) fn send_with_fds(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
-    fd: BorrowedFd<'_>,
+    fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
-    let fds = [fd];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    if fds.len() > MAX_SEND {
+        return Err(io::Error::other(
+            "too many descriptors for one handshake message",
+        ));
+    }
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_SEND))];
     let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other(
             "no room for a descriptor in the control buffer",
         ));
@@ -60,15 +68,16 @@ pub(super) fn send_with_fd(
 }
 
 /// One blocking `recvmsg` into `buf`; returns the byte count and the
-/// descriptor that came with them, if any.
+/// descriptors that came with them (at most `max`).
 ///
 /// # Errors
-/// `InvalidData` if the peer sent more than one descriptor or more control
-/// data than fits (all of them are closed); OS errors.
-pub(super) fn recv_with_fd(
+/// `InvalidData` if the peer sent more than `max` descriptors or more
+/// control data than fits (all of them are closed); OS errors.
+pub(super) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
-) -> io::Result<(usize, Option<OwnedFd>)> {
+    max: usize,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(ROOM))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
@@ -94,17 +103,17 @@ pub(super) fn recv_with_fd(
              MSG_CTRUNC); its descriptors were closed",
         ));
     }
-    if fds.len() > 1 {
+    if fds.len() > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "the peer sent {} descriptors with the handshake where one was expected; \
-                 all were closed",
+                "the peer sent {} descriptors with the handshake where at most {max} were \
+                 expected; all were closed",
                 fds.len()
             ),
         ));
     }
-    Ok((msg.bytes, fds.pop()))
+    Ok((msg.bytes, fds))
 }
 
 #[cfg(test)]
@@ -148,11 +157,11 @@ mod tests {
     fn one_descriptor_arrives_close_on_exec() {
         let (tx, rx) = UnixStream::pair().unwrap();
         let (fd, _w) = witness();
-        send_with_fd(tx.as_fd(), b"hi", fd.as_fd()).unwrap();
+        send_with_fds(tx.as_fd(), b"hi", &[fd.as_fd()]).unwrap();
         let mut buf = [0u8; 8];
-        let (n, got) = recv_with_fd(rx.as_fd(), &mut buf).unwrap();
+        let (n, mut got) = recv_with_fds(rx.as_fd(), &mut buf, 1).unwrap();
         assert_eq!(&buf[..n], b"hi");
-        let got = got.expect("the descriptor");
+        let got = got.pop().expect("the descriptor");
         let flags = rustix::io::fcntl_getfd(&got).unwrap();
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
     }
@@ -164,7 +173,7 @@ mod tests {
         let (b, wb) = witness();
         send_fds(&tx, b"hi", &[a, b]);
         let mut buf = [0u8; 8];
-        let e = recv_with_fd(rx.as_fd(), &mut buf).unwrap_err();
+        let e = recv_with_fds(rx.as_fd(), &mut buf, 1).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("2 descriptors"), "{e}");
         assert_all_closed(wa);
@@ -178,7 +187,7 @@ mod tests {
         send_fds(&tx, b"hi", &fds);
         drop(fds);
         let mut buf = [0u8; 8];
-        let e = recv_with_fd(rx.as_fd(), &mut buf).unwrap_err();
+        let e = recv_with_fds(rx.as_fd(), &mut buf, 3).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("truncated"), "{e}");
         for w in witnesses {
@@ -191,8 +200,30 @@ mod tests {
         let (mut tx, rx) = UnixStream::pair().unwrap();
         std::io::Write::write_all(&mut tx, b"hi").unwrap();
         let mut buf = [0u8; 8];
-        let (n, got) = recv_with_fd(rx.as_fd(), &mut buf).unwrap();
+        let (n, got) = recv_with_fds(rx.as_fd(), &mut buf, 3).unwrap();
         assert_eq!(&buf[..n], b"hi");
-        assert!(got.is_none());
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn three_descriptors_arrive_in_order() {
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let (fds, mut witnesses): (Vec<_>, Vec<_>) = (0..3).map(|_| witness()).unzip();
+        let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+        send_with_fds(tx.as_fd(), b"hi", &borrowed).unwrap();
+        drop(fds);
+        let mut buf = [0u8; 8];
+        let (n, got) = recv_with_fds(rx.as_fd(), &mut buf, 3).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        assert_eq!(got.len(), 3);
+        // Writing through the i-th received descriptor reaches witness i.
+        for (i, fd) in got.into_iter().enumerate() {
+            let mut s = UnixStream::from(fd);
+            std::io::Write::write_all(&mut s, &[i as u8]).unwrap();
+            let mut b = [9u8];
+            witnesses[i].read_exact(&mut b).unwrap();
+            assert_eq!(b[0], i as u8);
+        }
+        witnesses.clear();
     }
 }

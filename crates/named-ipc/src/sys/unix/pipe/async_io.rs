@@ -141,6 +141,17 @@ impl AsyncStream {
         Ok(AsyncStream { io: Some(io) })
     }
 
+    /// Back to the blocking stream, off the reactor (for a handshake run
+    /// on a blocking thread). Nothing may be kept to go out.
+    pub(crate) fn into_sync(mut self) -> io::Result<Stream> {
+        match self.io.take() {
+            Some(io) if !io.get_ref().has_tail() => Ok(io.into_inner()),
+            _ => Err(io::Error::other(
+                "the stream still has a message to finish; it cannot leave the runtime",
+            )),
+        }
+    }
+
     fn fd(&self) -> &AsyncFd<Stream> {
         match &self.io {
             Some(io) => io,

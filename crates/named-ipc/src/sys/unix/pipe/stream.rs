@@ -442,13 +442,13 @@ impl Stream {
         lock(&self.tx).check()
     }
 
-    /// Sends `msg` as one framed message with `fd` attached (`SCM_RIGHTS`).
-    /// Used by the shared-memory channel's handshake.
-    pub(crate) fn send_msg_with_fd(&self, msg: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    /// Sends `msg` as one framed message with `fds` attached (`SCM_RIGHTS`,
+    /// at most three). Used by the shared-memory channel's handshake.
+    pub(crate) fn send_msg_with_fds(&self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         let mut frame = encode_header(msg.len())?.to_vec();
         frame.extend_from_slice(msg);
         let _tx = lock(&self.tx);
-        let n = ancillary::send_with_fd(self.raw(), &frame, fd)?;
+        let n = ancillary::send_with_fds(self.raw(), &frame, fds)?;
         // The descriptor went with the first bytes; the rest is plain data.
         let mut sent = n;
         while sent < frame.len() {
@@ -461,9 +461,13 @@ impl Stream {
         Ok(())
     }
 
-    /// Receives one framed message and the descriptor sent with it, if any.
-    /// Must be the first read on the stream (nothing buffered yet).
-    pub(crate) fn recv_msg_with_fd(&self, wait: Wait) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    /// Receives one framed message and the descriptors sent with it (at most
+    /// `max`). Must be the first read on the stream (nothing buffered yet).
+    pub(crate) fn recv_msg_with_fds(
+        &self,
+        wait: Wait,
+        max: usize,
+    ) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
         let rx = lock(&self.rx);
         if !rx.is_idle() {
             return Err(io::Error::other(
@@ -475,7 +479,7 @@ impl Stream {
         if wait != Wait::Block {
             poll_fd(self.raw(), PollFlags::IN, wait)?;
         }
-        let (got, fd) = ancillary::recv_with_fd(self.raw(), &mut head)?;
+        let (got, fds) = ancillary::recv_with_fds(self.raw(), &mut head, max)?;
         if got == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -487,13 +491,13 @@ impl Stream {
         if len > 64 * 1024 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "the channel server's handshake message is longer than 64 KiB: it is \
-                 not a named-ipc channel server of this version",
+                "the peer's channel handshake message is longer than 64 KiB: it is \
+                 not a named-ipc channel peer of this version",
             ));
         }
         let mut body = vec![0u8; len];
         recv_exact(self.raw(), &mut body, wait)?;
-        Ok((body, fd))
+        Ok((body, fds))
     }
 
     /// A duplicate of the socket, for watching whether the peer hung up.

@@ -8,7 +8,7 @@
 //! boundaries (`ERROR_MORE_DATA` is not surfaced as such). Instead each
 //! operation here ([`Op`]) owns its `OVERLAPPED`, its event and its buffer;
 //! when it goes pending, a thread-pool wait on its event
-//! (`RegisterWaitForSingleObject`, run once) wakes the task. Nothing in
+//! (`RegisterWaitForSingleObject`, run once: [`PoolWait`]) wakes the task. Nothing in
 //! flight ever points into a future's memory, so dropping a future cannot
 //! free memory the kernel still writes: a read or write whose future was
 //! dropped stays in flight, owned by the stream, and the next call takes
@@ -18,19 +18,17 @@
 use std::io;
 use std::os::windows::io::OwnedHandle;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
-    ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
+    ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, HANDLE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
 use windows_sys::Win32::System::Pipes::{ConnectNamedPipe, DisconnectNamedPipe, PeekNamedPipe};
-use windows_sys::Win32::System::Threading::{
-    RegisterWaitForSingleObject, UnregisterWaitEx, WaitForSingleObject, INFINITE,
-    WT_EXECUTEONLYONCE,
-};
+use windows_sys::Win32::System::Threading::WaitForSingleObject;
 
+use super::super::pool_wait::{PoolWait, Times};
 use super::super::{cvt, raw, Overlapped, Started, UserRepr};
 use super::stream::{open_client, wait_named_pipe};
 use super::{code, lock, Addr, Listener, Stream, BUSY_WAIT_MS, GROW_MIN};
@@ -39,58 +37,31 @@ use crate::proto::recv::RecvState;
 use crate::proto::send::SEND_GRACE;
 use crate::sys::{Backoff, Wait};
 
-/// The part of an operation the wake-up callback sees: at a stable heap
-/// address for as long as a wait is registered.
-struct Core {
-    ov: Overlapped,
-    waker: Mutex<Option<Waker>>,
-}
-
-/// Called on a thread-pool thread when an operation's event is signalled.
-///
-/// # Safety
-/// `ctx` is the `Core` of an [`Op`] whose wait is registered; the `Op`
-/// unregisters (waiting for this callback to return) before it frees it.
-unsafe extern "system" fn on_complete(ctx: *mut std::ffi::c_void, _timed_out: bool) {
-    // SAFETY: per this function's contract the Core is alive.
-    let core = unsafe { &*(ctx as *const Core) };
-    let w = lock(&core.waker).take();
-    if let Some(w) = w {
-        w.wake();
-    }
-}
-
 /// One overlapped operation at a time, with the buffer it owns.
 pub(super) struct Op {
-    core: Box<Core>,
+    /// The thread-pool wait on the operation's event, registered while an
+    /// operation is in flight (declared first: unregistered before the
+    /// event closes).
+    wait: PoolWait,
+    ov: Overlapped,
     /// Owned by the operation while it is in flight: never touched then.
     buf: Vec<u8>,
-    /// The registered wait while an operation is in flight.
-    wait: Option<HANDLE>,
     /// Bytes of `buf` a byte-mode read has handed out.
     pos: usize,
 }
 
-// SAFETY: the OVERLAPPED and the wait handle are plain values owned by this
-// operation; the kernel and the callback reach them only through the stable
-// Box, and every access from Rust goes through `&mut Op` (under a Mutex).
-unsafe impl Send for Op {}
-
 impl Op {
     fn new() -> io::Result<Op> {
         Ok(Op {
-            core: Box::new(Core {
-                ov: Overlapped::new()?,
-                waker: Mutex::new(None),
-            }),
+            ov: Overlapped::new()?,
             buf: Vec::new(),
-            wait: None,
+            wait: PoolWait::new(),
             pos: 0,
         })
     }
 
     fn in_flight(&self) -> bool {
-        self.wait.is_some()
+        self.wait.is_registered()
     }
 
     /// Starts an operation; `Ok(None)` when it went pending (then a wait is
@@ -107,32 +78,17 @@ impl Op {
         debug_assert!(!self.in_flight());
         // SAFETY: forwarded contract; buffers are owned by self until the
         // operation completes (poll or cancel).
-        match unsafe { self.core.ov.start(h, start) }? {
+        match unsafe { self.ov.start(h, start) }? {
             Started::Done(n, more) => Ok(Some((n, more))),
             Started::Pending => {
-                let mut wait: HANDLE = std::ptr::null_mut();
-                let ctx: *const Core = &*self.core;
-                // SAFETY: the event is ours; ctx stays valid until the wait
-                // is unregistered (unregister, called before the Box is
-                // freed, waits for the callback).
-                let ok = unsafe {
-                    RegisterWaitForSingleObject(
-                        &mut wait,
-                        self.core.ov.event(),
-                        Some(on_complete),
-                        ctx.cast(),
-                        INFINITE,
-                        WT_EXECUTEONLYONCE,
-                    )
-                };
-                if ok == 0 {
-                    let e = io::Error::last_os_error();
+                // SAFETY: the event is ours and lives as long as the op,
+                // which unregisters (unregister, drop) before freeing it.
+                if let Err(e) = unsafe { self.wait.register(self.ov.event(), Times::Once) } {
                     // The operation is in flight and nothing would wake us:
                     // finish it here rather than leave it behind.
-                    let _ = self.core.ov.cancel(h);
+                    let _ = self.ov.cancel(h);
                     return Err(e);
                 }
-                self.wait = Some(wait);
                 Ok(None)
             }
         }
@@ -142,8 +98,8 @@ impl Op {
     /// when it completes).
     fn poll(&mut self, h: HANDLE, cx: &mut Context<'_>) -> Poll<io::Result<(u32, bool)>> {
         debug_assert!(self.in_flight());
-        *lock(&self.core.waker) = Some(cx.waker().clone());
-        match self.core.ov.result(h, false) {
+        self.wait.set_waker(cx.waker());
+        match self.ov.result(h, false) {
             Ok(None) => Poll::Pending,
             Ok(Some(r)) => {
                 self.unregister();
@@ -159,16 +115,12 @@ impl Op {
     /// Waits (blocking) up to `ms` for the in-flight operation.
     fn wait_blocking(&self, ms: u32) -> bool {
         // SAFETY: waiting on our own event.
-        unsafe { WaitForSingleObject(self.core.ov.event(), ms) == WAIT_OBJECT_0 }
+        unsafe { WaitForSingleObject(self.ov.event(), ms) == WAIT_OBJECT_0 }
     }
 
     /// Removes the registered wait, waiting for a callback that is running.
     fn unregister(&mut self) {
-        if let Some(w) = self.wait.take() {
-            // SAFETY: our registration; INVALID_HANDLE_VALUE waits for a
-            // running callback to return, after which none can start.
-            unsafe { UnregisterWaitEx(w, INVALID_HANDLE_VALUE) };
-        }
+        self.wait.unregister();
     }
 
     /// Cancels the in-flight operation and waits until the kernel is done
@@ -176,7 +128,7 @@ impl Op {
     /// `OVERLAPPED` may be freed.
     fn cancel(&mut self, h: HANDLE) {
         if self.in_flight() {
-            let _ = self.core.ov.cancel(h);
+            let _ = self.ov.cancel(h);
             self.unregister();
         }
     }
@@ -406,6 +358,22 @@ impl AsyncStream {
                 failed: None,
             }),
         })
+    }
+
+    /// Back to the blocking stream (for a handshake run on a blocking
+    /// thread). Nothing may be in flight.
+    pub(crate) fn into_sync(mut self) -> io::Result<Stream> {
+        let busy = self.rx.get_mut().map_or(true, |rx| rx.op.in_flight())
+            || self.tx.get_mut().map_or(true, |tx| tx.op.in_flight());
+        match self.s.take() {
+            Some(s) if !busy => Ok(s),
+            s => {
+                self.s = s;
+                Err(io::Error::other(
+                    "the stream has an operation in flight; it cannot leave the runtime",
+                ))
+            }
+        }
     }
 
     fn sys(&self) -> &Stream {
