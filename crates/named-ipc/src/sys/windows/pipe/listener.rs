@@ -126,7 +126,7 @@ impl Listener {
     /// async listener).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(super) fn take_first(&self) -> Option<OwnedHandle> {
-        lock(&self.pending).take().map(|i| i.handle)
+        lock(&self.pending).pop().map(|i| i.handle)
     }
 
     /// A new instance of the pipe (`ERROR_PIPE_BUSY` when all are taken).
