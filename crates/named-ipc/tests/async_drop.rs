@@ -3,54 +3,10 @@
 //! come and go during the count.
 #![cfg(all(feature = "tokio", target_os = "linux"))]
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
+mod support;
 
 use named_ipc::tokio::{ConnectOptions, ListenerOptions, PipeListener, PipeMode, PipeStream};
-
-const STEP: Duration = Duration::from_secs(60);
-
-fn payload(seq: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (seq.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
-        .collect()
-}
-
-/// Polls `fut` up to `polls + 1` times, then drops it (`None`).
-struct CancelAfter<F> {
-    fut: Option<Pin<Box<F>>>,
-    polls: u32,
-}
-
-impl<F: Future> Future for CancelAfter<F> {
-    type Output = Option<F::Output>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(fut) = self.fut.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Poll::Ready(Some(v)),
-            Poll::Pending if self.polls == 0 => {
-                self.fut = None;
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                self.polls -= 1;
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        }
-    }
-}
-
-fn cancel_after<F: Future>(polls: u32, fut: F) -> CancelAfter<F> {
-    CancelAfter {
-        fut: Some(Box::pin(fut)),
-        polls,
-    }
-}
+use support::{cancel_after, payload, STEP};
 
 async fn pair(n: u64) -> (PipeListener, PipeStream, PipeStream) {
     let name = format!("nad-{}-{n}", std::process::id());

@@ -4,11 +4,9 @@
 //! the multi-thread runtime.
 #![cfg(feature = "tokio")]
 
-use std::future::Future;
+mod support;
+
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,88 +14,8 @@ use futures_util::{SinkExt, StreamExt};
 use named_ipc::tokio::{
     ConnectOptions, ListenerOptions, Messages, PipeListener, PipeMode, PipeStream,
 };
+use support::{cancel_after, payload, unique, Rng, STEP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const STEP: Duration = Duration::from_secs(60);
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "nat-{tag}-{}-{}-{nanos:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn payload(seq: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (seq.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
-        .collect()
-}
-
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Mostly small sizes, some around buffer edges, a few of several MiB.
-    fn size(&mut self) -> usize {
-        match self.below(100) {
-            0..=59 => self.below(300) as usize,
-            60..=89 => (self.below(70_000)) as usize,
-            90..=97 => (60_000 + self.below(300_000)) as usize,
-            _ => (1 << 20) + self.below(3 << 20) as usize,
-        }
-    }
-}
-
-/// Polls `fut` up to `polls + 1` times (re-polling at once after each
-/// `Pending`), then drops it: `None` if it was cancelled that way. Each poll that returns `Pending` is an await point
-/// the future was suspended at, so varying `polls` cancels at every one.
-struct CancelAfter<F> {
-    fut: Option<Pin<Box<F>>>,
-    polls: u32,
-}
-
-impl<F: Future> Future for CancelAfter<F> {
-    type Output = Option<F::Output>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(fut) = self.fut.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Poll::Ready(Some(v)),
-            Poll::Pending if self.polls == 0 => {
-                self.fut = None;
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                // Polled again soon whether or not the future's event came.
-                self.polls -= 1;
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        }
-    }
-}
-
-fn cancel_after<F: Future>(polls: u32, fut: F) -> CancelAfter<F> {
-    CancelAfter {
-        fut: Some(Box::pin(fut)),
-        polls,
-    }
-}
 
 async fn pair(opts: &ListenerOptions, mode: PipeMode) -> (PipeListener, PipeStream, PipeStream) {
     let name = unique("pair");
