@@ -149,6 +149,77 @@ async fn async_echo(name: String, max: u32) {
     }
 }
 
+/// The channel options of the async channel roles: ring size and spin.
+fn chan_opts(capacity: usize, spin_us: u64) -> ChannelOptions {
+    let mut o = ChannelOptions::new();
+    o.capacity(capacity)
+        .spin(Duration::from_micros(spin_us))
+        .max_message_size(8 << 20);
+    o
+}
+
+async fn async_chan_echo(name: String, capacity: usize, spin_us: u64) {
+    use named_ipc::tokio::ShmListener;
+    let l = ShmListener::bind_with(&name, &chan_opts(capacity, spin_us)).expect("bind");
+    say(&format!("READY {}", std::process::id()));
+    exit_on_stdin_eof();
+    loop {
+        let conn = l.accept().await.expect("accept");
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let r: io::Result<()> = async {
+                while conn.recv_into(&mut buf).await?.is_some() {
+                    conn.send(&buf).await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = r {
+                say(&format!("CLIENT-ERROR {:?} {e}", e.kind()));
+            }
+        });
+    }
+}
+
+async fn async_chan_clients(name: String, n: u64) {
+    use named_ipc::tokio::ShmStream;
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(n as usize);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let name = name.clone();
+        let mut go = go_rx.clone();
+        let done = done_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut o = chan_opts(4096, 0);
+            o.timeout(Duration::from_secs(60));
+            let c = ShmStream::connect_with(&name, &o).await.expect("connect");
+            done.send(()).await.expect("report");
+            // Everyone holds a connection before anyone talks.
+            go.wait_for(|g| *g).await.expect("go");
+            for k in 0..10 {
+                let m = payload(i * 10 + k, ((i * 131 + k * 977) % 5000) as usize);
+                c.send(&m).await.expect("send");
+                let back = c.recv().await.expect("recv").expect("eof");
+                assert!(back == m, "echo {k} of client {i} differs");
+            }
+            c
+        }));
+    }
+    drop(done_tx);
+    for _ in 0..n {
+        done_rx.recv().await.expect("a client failed to connect");
+    }
+    say("CONNECTED");
+    go_tx.send(true).expect("go");
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.expect("client task"));
+    }
+    say("OK");
+    drop(conns);
+}
+
 /// Servers of a thousand clients need more descriptors than some defaults (1024).
 #[cfg(unix)]
 #[allow(unsafe_code)]
@@ -335,6 +406,32 @@ fn main() {
         // shm-create NAME SIZE TEXT: create a segment, write TEXT at 0, then serve
         // stdin commands until EOF: `read OFF LEN` prints hex, `write OFF TEXT`
         // writes, `add OFF N` adds 1 to the u32 at OFF N times (atomically).
+        // async-chan-echo NAME CAPACITY SPIN_US: async channel echo server,
+        // one task per client.
+        "async-chan-echo" => {
+            let (name, cap, spin) = (
+                args[1].clone(),
+                arg(&args, 2, "capacity"),
+                arg(&args, 3, "spin"),
+            );
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async_chan_echo(name, cap, spin));
+        }
+        // async-chan-clients NAME N: N async channel clients (one task
+        // each), all connected at once (`CONNECTED`), then each trades ten
+        // echoes (`OK`).
+        "async-chan-clients" => {
+            let (name, n) = (args[1].clone(), arg(&args, 2, "count"));
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async_chan_clients(name, n));
+        }
         "shm-create" => {
             let seg = ShmSegment::create(&args[1], arg(&args, 2, "size")).expect("create");
             seg.write_at(0, args[3].as_bytes()).expect("write");
@@ -492,12 +589,15 @@ fn main() {
             say("SET");
             wait_stdin_eof();
         }
-        // chan-echo NAME CAPACITY: channel echo server, a thread per client.
+        // chan-echo NAME CAPACITY [SPIN_US]: channel echo server, a thread
+        // per client (spinning 20 µs by default).
         "chan-echo" => {
-            let l = ChannelOptions::new()
-                .capacity(arg(&args, 2, "capacity"))
-                .bind(&args[1])
-                .expect("bind");
+            let mut o = ChannelOptions::new();
+            o.capacity(arg(&args, 2, "capacity"));
+            if args.len() > 3 {
+                o.spin(Duration::from_micros(arg(&args, 3, "spin")));
+            }
+            let l = o.bind(&args[1]).expect("bind");
             say("READY");
             exit_on_stdin_eof();
             loop {

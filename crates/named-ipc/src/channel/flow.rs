@@ -871,4 +871,211 @@ mod loom_tests {
     fn the_consumers_close_wakes_a_producer_waiting_for_room() {
         model(vec![vec![1; 8], vec![2; 40]], true);
     }
+
+    /// Sleepers of both kinds: a blocking one waits on the bell's sequence
+    /// word (the futex), a reactor one on a wake-up counter of its own (the
+    /// eventfd, which only ever counts up until its sleeper reads it to
+    /// zero). A waker rings each the way the handshake told it: bumps the
+    /// word, and adds to the counter of a reactor sleeper.
+    struct Mixed {
+        /// Per bell (0: data, the consumer's; 1: space, the producer's):
+        /// whether its sleeper is a reactor one.
+        reactor: [bool; 2],
+        counters: Arc<[AtomicU32; 2]>,
+    }
+
+    impl Link for Mixed {
+        fn sleep(&self, _bell: usize, word: &AtomicU32, seen: u32, _timeout: Duration) {
+            while word.load(atomic::Ordering::Acquire) == seen {
+                loom::thread::yield_now();
+            }
+        }
+        fn wake(&self, bell: usize, _word: &AtomicU32) {
+            if self.reactor[bell] {
+                self.counters[bell].fetch_add(1, atomic::Ordering::SeqCst);
+            }
+        }
+        fn peer_gone(&self) -> bool {
+            false
+        }
+        fn spin(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn bells(&self) -> Bells {
+            Sleeper.bells()
+        }
+    }
+
+    /// A reactor sleeper's wake-up counter: ready once rung, read to zero.
+    struct Counter<'a>(&'a AtomicU32);
+
+    impl Doze for Counter<'_> {
+        fn poll_doze(&self, _cx: &mut Context<'_>) -> Poll<()> {
+            if self.0.swap(0, atomic::Ordering::SeqCst) > 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The reactor: polls `f` until it is ready, waiting between polls
+    /// until the counter is rung (a lost wake-up never ends).
+    fn block_on<T>(counter: &AtomicU32, mut f: impl FnMut(&mut Context<'_>) -> Poll<T>) -> T {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let Poll::Ready(v) = f(&mut cx) {
+                return v;
+            }
+            while counter.load(atomic::Ordering::SeqCst) == 0 {
+                loom::thread::yield_now();
+            }
+        }
+    }
+
+    /// The async receive of `RxEnd::poll_recv` (`channel/poll.rs`), driven
+    /// to the end; `cancel_first` drops a first attempt after one poll, as
+    /// a cancelled future does (its `Parked` takes the flag down, its
+    /// receive keeps what it took).
+    fn recv_async(
+        c: &mut Consumer<'_, &Cells>,
+        st: &mut RecvState,
+        l: &Mixed,
+        out: &mut Vec<u8>,
+        cancel_first: bool,
+    ) -> io::Result<Option<usize>> {
+        let bell = &c.control().data.0;
+        if cancel_first {
+            if recv_start(st, out)? {
+                return Ok(Some(out.len()));
+            }
+            let mut park = Parked::new(bell);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let first = poll_wait(l, &Counter(&l.counters[0]), &mut park, &mut cx, || {
+                step(c, st, l, out, &mut Wait::Block)
+            });
+            drop(park);
+            match first {
+                Poll::Ready(r) => return recv_done(c, st, l, out, r),
+                Poll::Pending => recv_interrupted(c, st, l, out),
+            }
+        }
+        if recv_start(st, out)? {
+            return Ok(Some(out.len()));
+        }
+        let mut park = Parked::new(bell);
+        let r = block_on(&l.counters[0], |cx| {
+            poll_wait(l, &Counter(&l.counters[0]), &mut park, cx, || {
+                step(c, st, l, out, &mut Wait::Block)
+            })
+        });
+        recv_done(c, st, l, out, r)
+    }
+
+    /// The async send of `TxEnd::poll_send`, driven to the end.
+    fn send_async(
+        p: &mut Producer<'_, &Cells>,
+        st: &mut SendState,
+        l: &Mixed,
+        msg: &[u8],
+    ) -> io::Result<()> {
+        let bell = &p.control().space.0;
+        let mut out = Outgoing::raw(msg);
+        let mut park = Parked::new(bell);
+        block_on(&l.counters[1], |cx| {
+            poll_wait(l, &Counter(&l.counters[1]), &mut park, cx, || {
+                match st.send_ready(&mut MixedSink { p: &mut *p, l }, &mut out) {
+                    Ok(()) => Ok(Some(())),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+    }
+
+    struct MixedSink<'a, 'r> {
+        p: &'a mut Producer<'r, &'r Cells>,
+        l: &'a Mixed,
+    }
+
+    impl Sink for MixedSink<'_, '_> {
+        fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
+            push_next(self.p, self.l, out, wait)
+        }
+        fn abort(&mut self) {
+            close_producer(self.p, self.l);
+        }
+    }
+
+    /// A message of one record and one of three (a 64-byte ring), then the
+    /// close, between a consumer and a producer of the given kinds; the
+    /// blocking ones run the blocking paths (`recv`, `SendState::send`),
+    /// the reactor ones the async paths.
+    fn mixed(consumer_reactor: bool, producer_reactor: bool) {
+        loom::model(move || {
+            let msgs: Vec<Vec<u8>> = vec![vec![1, 2, 3], (0..20).collect()];
+            let counters = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+            let link = |counters: &Arc<[AtomicU32; 2]>| Mixed {
+                reactor: [consumer_reactor, producer_reactor],
+                counters: counters.clone(),
+            };
+            let ctl = Arc::new(Control::new());
+            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let (c2, m2, sent, l2) = (ctl.clone(), mem.clone(), msgs.clone(), link(&counters));
+            let t = loom::thread::spawn(move || {
+                let mut p = Producer::new(&c2, &*m2);
+                let mut st = SendState::new("loom");
+                for m in &sent {
+                    if producer_reactor {
+                        send_async(&mut p, &mut st, &l2, m).unwrap();
+                    } else {
+                        let mut sink = MixedSink { p: &mut p, l: &l2 };
+                        st.send(&mut sink, &mut Outgoing::raw(m), Wait::Block)
+                            .unwrap();
+                    }
+                }
+                close_producer(&p, &l2);
+            });
+            let l = link(&counters);
+            let mut c = Consumer::new(&ctl, &*mem);
+            let mut st = RecvState::new("loom", 1 << 20);
+            let mut out = Vec::new();
+            for (i, want) in msgs.iter().enumerate() {
+                let got = if consumer_reactor {
+                    recv_async(&mut c, &mut st, &l, &mut out, i == 0).unwrap()
+                } else {
+                    recv(&mut c, &mut st, &l, &mut out, Wait::Block).unwrap()
+                };
+                assert_eq!(got, Some(want.len()));
+                assert_eq!(&out, want);
+            }
+            let end = if consumer_reactor {
+                recv_async(&mut c, &mut st, &l, &mut out, false)
+            } else {
+                recv(&mut c, &mut st, &l, &mut out, Wait::Block)
+            };
+            assert_eq!(end.unwrap(), None);
+            t.join().unwrap();
+        });
+    }
+
+    /// An async (reactor) consumer woken by a blocking producer, including
+    /// after a cancelled wait.
+    #[test]
+    fn a_blocking_producer_wakes_a_reactor_consumer() {
+        mixed(true, false);
+    }
+
+    /// An async producer waiting for room, woken by a blocking consumer; and
+    /// the blocking consumer woken by it.
+    #[test]
+    fn a_blocking_consumer_wakes_a_reactor_producer() {
+        mixed(false, true);
+    }
+
+    /// Both ends async.
+    #[test]
+    fn reactor_ends_wake_each_other() {
+        mixed(true, true);
+    }
 }
