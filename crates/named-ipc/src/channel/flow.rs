@@ -973,8 +973,8 @@ mod loom_tests {
     }
 
     /// The async send of `TxEnd::poll_send`, driven to the end.
-    fn send_async(
-        p: &mut Producer<'_, &Cells>,
+    fn send_async<'r>(
+        p: &mut Producer<'r, &'r Cells>,
         st: &mut SendState,
         l: &Mixed,
         msg: &[u8],

@@ -1,11 +1,14 @@
-//! Async pipes on the [tokio] runtime (cargo feature `tokio`).
+//! Async pipes and the async shared-memory channel on the [tokio] runtime
+//! (cargo feature `tokio`).
 //!
 //! [`PipeListener`] and [`PipeStream`] are the async twins of
 //! [`pipe::PipeListener`](crate::pipe::PipeListener) and
 //! [`pipe::PipeStream`](crate::pipe::PipeStream): the same names, the same
 //! [`ListenerOptions`] and [`ConnectOptions`], the same errors, and the same
 //! OS objects and wire — a blocking peer and an async peer talk to each other,
-//! in either role.
+//! in either role. [`ShmListener`] and [`ShmStream`] are the same for the
+//! shared-memory channel ([`channel`](crate::channel)): see [the
+//! shared-memory channel](#the-shared-memory-channel) below.
 //!
 //! - Message mode: [`PipeStream::send`], [`PipeStream::recv`],
 //!   [`PipeStream::recv_into`]; [`Messages`] turns a stream (or a half) into a
@@ -114,6 +117,57 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # The shared-memory channel
+//!
+//! [`ShmListener`] and [`ShmStream`] are the async twins of
+//! [`channel::ShmListener`](crate::channel::ShmListener) and
+//! [`channel::ShmStream`](crate::channel::ShmStream): the same
+//! [`ChannelOptions`], rings, records and handshake, so a blocking end and an
+//! async end talk to each other in either role.
+//!
+//! - [`ShmStream::send`], [`recv`](ShmStream::recv),
+//!   [`recv_into`](ShmStream::recv_into), [`try_send`](ShmStream::try_send),
+//!   [`try_recv`](ShmStream::try_recv), [`flush`](ShmStream::flush), all
+//!   `&self`; [`into_split`](ShmStream::into_split) gives a [`ShmSender`] and
+//!   a [`ShmReceiver`] that take no lock.
+//! - Zero copy: [`reserve`](ShmStream::reserve) waits for room and returns
+//!   a [`Permit`] to fill in place and [`commit`](Permit::commit) (dropped
+//!   uncommitted, it sends nothing); [`recv_in_place`](ShmStream::recv_in_place)
+//!   returns a [`RecvGuard`] whose view reads the message in the ring, and
+//!   which releases it when dropped. Both views copy ([`InPlaceMut`],
+//!   [`InPlace`]): no safe code gets a `&[u8]` into memory the peer can
+//!   write.
+//! - Waiting spins for [`ChannelOptions::spin`] (0 allowed) on the polling
+//!   thread, then the task sleeps on something the runtime watches, so no
+//!   runtime thread waits: on Unix a wake-up descriptor of its own per bell
+//!   (an eventfd on Linux, a socket pair elsewhere) that it handed the peer
+//!   in the handshake, on Windows the channel's events through thread-pool
+//!   waits (`RegisterWaitForSingleObject`, the pipe driver's mechanism). The
+//!   peer signals it only after the sleeper raised the bell's waiting flag,
+//!   so a busy channel makes no system call; a blocking peer and an async
+//!   one each wake the other the way the other sleeps (futex or descriptor).
+//! - A dead peer (`SIGKILL`, `TerminateProcess`) wakes a sleeping task at
+//!   once (Unix: the rendezvous socket hangs up; Windows: the peer's process
+//!   handle is signalled): its call fails with `BrokenPipe` ("peer gone").
+//! - Connecting and accepting: the rendezvous pipe is an async pipe; each
+//!   handshake (a few messages, at most 10 s) runs on tokio's blocking pool,
+//!   at most 64 at once per listener.
+//!
+//! The cancellation contract above holds here word for word: `recv`,
+//! `recv_into`, `recv_in_place` and `accept` are cancellation-safe (a
+//! receive that took part of a message of several records keeps it for the
+//! next call); `send` is all or nothing — a message whose first records are
+//! in the ring when its future is dropped keeps its rest in the stream's
+//! sending state (the blocking channel's partial-message machinery), which
+//! the next `send`, `reserve`, `try_send` or `flush` completes before
+//! anything else, and the stream's (or sender's) drop completes within the
+//! grace period (one second) on a task, or else closes the sending side so
+//! the peer's receive fails with `UnexpectedEof`; a `reserve` dropped, or a
+//! permit dropped uncommitted, sends nothing; dropping anything leaks no
+//! descriptor, handle or thread (a handshake under way at a listener's drop
+//! finishes on its blocking thread, at most 10 s, and its channel is
+//! dropped).
 //!
 //! [tokio]: https://docs.rs/tokio
 //! [`tokio_util::codec::LengthDelimitedCodec`]: https://docs.rs/tokio-util/latest/tokio_util/codec/length_delimited/index.html
