@@ -89,6 +89,7 @@ pub(crate) fn peer_closed() -> io::Error {
 }
 
 /// Wakes whoever sleeps on `bell` (the caller saw its waiting flag).
+#[inline]
 pub(crate) fn notify<L: Link + ?Sized>(l: &L, bell: &Bell, index: usize) {
     bell.bump();
     l.wake(index, &bell.seq);
@@ -98,6 +99,7 @@ pub(crate) fn notify<L: Link + ?Sized>(l: &L, bell: &Bell, index: usize) {
 /// sleeping on `bell`, watching the deadline and the peer. The clock is read
 /// only once the first attempt failed (an `After` wait is anchored then), so
 /// a timeout costs nothing while nothing has to wait.
+#[inline]
 pub(crate) fn wait_on<T, L: Link + ?Sized>(
     l: &L,
     wait: &mut Wait,
@@ -175,6 +177,7 @@ pub(crate) fn wait_on<T, L: Link + ?Sized>(
 
 /// Pushes one record (`parts` one after the other), waiting for room per
 /// `wait`, and wakes the consumer if it sleeps.
+#[inline]
 pub(crate) fn push<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
@@ -214,6 +217,7 @@ pub(crate) fn record_lens(total: usize, chunk: usize) -> impl Iterator<Item = us
 
 /// Pushes the next record of message `out` — all of it, or its next piece —
 /// waiting per `wait`; returns how many message bytes the record carried.
+#[inline]
 pub(crate) fn push_next<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
@@ -237,6 +241,31 @@ pub(crate) fn push_next<M: Memory, L: Link + ?Sized>(
     let part = if more { Part::Middle } else { Part::Last };
     push(p, l, &[piece], part, wait)?;
     Ok(piece.len())
+}
+
+/// The first attempt of every send, made before any of the send machinery
+/// (partial-send state, wait loop) is set up: a message that travels as one
+/// record and finds room now is pushed at once. `None`: nothing was written,
+/// take the general path (which also reports a closed peer).
+#[inline]
+pub(crate) fn send_ready<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    l: &L,
+    msg: &[u8],
+) -> Option<io::Result<()>> {
+    if msg.len() > p.chunk() || p.peer_closed() {
+        return None;
+    }
+    match p.push(&[msg], Part::Whole) {
+        Ok(Some(wake)) => {
+            if wake {
+                notify(l, &p.control().data.0, l.bells().tx_data);
+            }
+            Some(Ok(()))
+        }
+        Ok(None) => None,
+        Err(c) => Some(Err(invalid(c.0))),
+    }
 }
 
 /// Reserves room for one record of `len` bytes, waiting per `wait`.
@@ -283,6 +312,7 @@ pub(crate) fn close_consumer<M: Memory, L: Link + ?Sized>(c: &Consumer<'_, M>, l
 }
 
 /// Consumes `r` and wakes a producer sleeping for room, if it has to know.
+#[inline]
 pub(crate) fn release<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L, r: Record) {
     if c.release(r) {
         notify(l, &c.control().space.0, l.bells().rx_space);
@@ -291,6 +321,7 @@ pub(crate) fn release<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &
 
 /// A receive returns: what it consumed reaches the producer (see
 /// [`Consumer::publish_quiet`]).
+#[inline]
 pub(crate) fn settle<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L) {
     if c.publish_quiet() {
         notify(l, &c.control().space.0, l.bells().rx_space);
@@ -299,6 +330,7 @@ pub(crate) fn settle<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L
 
 /// The next record: `None` when there is none yet, `Some(None)` when the
 /// producer closed after its last record.
+#[inline]
 pub(crate) fn next_record<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -336,6 +368,7 @@ fn announced<M: Memory>(c: &Consumer<'_, M>, r: &Record) -> u64 {
 /// pieces must add up to what was announced. Anything else is a corrupt ring.
 /// Returns where the record's message bytes are (offset and length); counts
 /// them as taken.
+#[inline]
 fn check<M: Memory>(
     c: &Consumer<'_, M>,
     st: &mut RecvState,
@@ -379,6 +412,7 @@ fn check<M: Memory>(
 
 /// Appends record `r` (the next of the message being received) to `out` and
 /// consumes it, after [`check`]ing it.
+#[inline]
 pub(crate) fn take<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -466,6 +500,7 @@ pub(crate) enum Step {
 
 /// Takes into `out` what has arrived: `None` when the message is not
 /// complete yet (the caller waits), otherwise a whole message or the end.
+#[inline]
 pub(crate) fn step<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -500,9 +535,36 @@ pub(crate) fn step<M: Memory, L: Link + ?Sized>(
     }
 }
 
+/// The first attempt of every [`recv`], made before any of the receive
+/// machinery is set up: with nothing in progress, a message that is one
+/// record and already in the ring goes straight into `out`. `None`: nothing
+/// was consumed, take the general path (which also reports anything wrong
+/// with the ring, and waits).
+#[inline]
+fn recv_ready<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &RecvState,
+    l: &L,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    if !st.is_idle() {
+        return None;
+    }
+    let r = c.peek().ok()??;
+    if r.more || r.len as u64 > u64::from(st.max()) {
+        return None;
+    }
+    out.clear();
+    c.memory().append_to(r.offset, r.len, out);
+    release(c, l, r);
+    settle(c, l);
+    Some(r.len)
+}
+
 /// Receives one whole message into `out` (replacing its contents), waiting
 /// per `wait`. `Ok(None)`: the producer closed after its last message. After
 /// an error the part that arrived is kept for the next call.
+#[inline]
 pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -510,6 +572,9 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
     out: &mut Vec<u8>,
     wait: Wait,
 ) -> io::Result<Option<usize>> {
+    if let Some(n) = recv_ready(c, st, l, out) {
+        return Ok(Some(n));
+    }
     st.begin(out)?;
     if st.is_mid() && st.total() == Some(st.got()) {
         // A `recv_slice` took the whole message off the ring; its stashed

@@ -162,6 +162,7 @@ pub(crate) fn max_record(capacity: usize) -> usize {
 
 /// The piece size of a streamed message, and the largest message sent as
 /// one record by a copying send.
+#[inline]
 pub(crate) fn chunk(capacity: usize) -> usize {
     capacity / 4
 }
@@ -228,6 +229,7 @@ impl<'a, M: Memory> Producer<'a, M> {
         }
     }
 
+    #[inline]
     pub(crate) fn control(&self) -> &'a Control {
         self.ctl
     }
@@ -245,6 +247,7 @@ impl<'a, M: Memory> Producer<'a, M> {
 
     /// Whether a padding record published on its own must be followed by a
     /// wake-up of the consumer (cleared by this call).
+    #[inline]
     pub(crate) fn take_wake(&mut self) -> bool {
         std::mem::take(&mut self.pad_wake)
     }
@@ -253,10 +256,11 @@ impl<'a, M: Memory> Producer<'a, M> {
     /// enough room now. A record too large to follow padding in the same lap
     /// of the ring gets its padding published on its own (then
     /// [`take_wake`](Self::take_wake) says whether to wake the consumer).
+    #[inline]
     pub(crate) fn reserve(&mut self, len: usize) -> Result<Option<Reservation>, Corrupt> {
         debug_assert!(len <= self.max_record());
         let need = (HDR + pad8(len)) as u64;
-        let pos = self.tail % self.cap;
+        let pos = self.tail & (self.cap - 1);
         let to_end = self.cap - pos;
         let (pad, start, total) = if to_end >= need {
             (None, pos, need)
@@ -287,6 +291,7 @@ impl<'a, M: Memory> Producer<'a, M> {
 
     /// Whether `bytes` more fit now; re-reads (and validates) the consumer's
     /// position only when the last one seen leaves too little room.
+    #[inline]
     fn has_room(&mut self, bytes: u64) -> Result<bool, Corrupt> {
         if self.cap - (self.tail - self.head_seen) >= bytes {
             return Ok(true);
@@ -310,7 +315,7 @@ impl<'a, M: Memory> Producer<'a, M> {
     /// [`chunk`](Self::chunk)) would all fit now, padding included: a message
     /// that fits is sent without waiting, all or nothing.
     pub(crate) fn fits(&mut self, lens: impl Iterator<Item = usize>) -> Result<bool, Corrupt> {
-        let mut pos = self.tail % self.cap;
+        let mut pos = self.tail & (self.cap - 1);
         let mut total = 0u64;
         for len in lens {
             let need = (HDR + pad8(len)) as u64;
@@ -319,7 +324,7 @@ impl<'a, M: Memory> Producer<'a, M> {
                 pos = 0;
             }
             total += need;
-            pos = (pos + need) % self.cap;
+            pos = (pos + need) & (self.cap - 1);
             if total > self.cap {
                 return Ok(false);
             }
@@ -328,6 +333,7 @@ impl<'a, M: Memory> Producer<'a, M> {
     }
 
     /// Writes `parts` one after the other into a reservation's payload area.
+    #[inline]
     pub(crate) fn fill(&self, r: &Reservation, parts: &[&[u8]]) {
         let mut at = r.offset;
         for p in parts {
@@ -338,12 +344,14 @@ impl<'a, M: Memory> Producer<'a, M> {
     }
 
     /// The memory (for zero-copy writes into a reservation).
+    #[inline]
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }
 
     /// Publishes a filled reservation carrying `part` of a message. Returns
     /// whether the consumer sleeps and must be woken (ring `data`).
+    #[inline]
     pub(crate) fn commit(&mut self, r: Reservation, part: Part) -> bool {
         if let Some((at, len)) = r.pad {
             self.mem.write(at, &header(len as u32, FLAG_PAD));
@@ -356,6 +364,7 @@ impl<'a, M: Memory> Producer<'a, M> {
 
     /// Publishes `tail`, then (fence) looks for a sleeping consumer: see the
     /// module docs. Returns whether it sleeps.
+    #[inline]
     fn publish_tail(&mut self) -> bool {
         self.ctl.tail.0.store(self.tail, Ordering::Release);
         fence(Ordering::SeqCst);
@@ -364,6 +373,7 @@ impl<'a, M: Memory> Producer<'a, M> {
 
     /// Reserve, copy `parts` (one record's payload, in order), commit:
     /// `Ok(None)` when full, else whether to wake.
+    #[inline]
     pub(crate) fn push(&mut self, parts: &[&[u8]], part: Part) -> Result<Option<bool>, Corrupt> {
         let len = parts.iter().map(|p| p.len()).sum();
         match self.reserve(len)? {
@@ -375,6 +385,7 @@ impl<'a, M: Memory> Producer<'a, M> {
         }
     }
 
+    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         self.ctl.closed.0.consumer.load(Ordering::Acquire) != 0
     }
@@ -435,6 +446,7 @@ impl<'a, M: Memory> Consumer<'a, M> {
     }
 
     /// The next record, if any. Nothing is consumed until [`release`](Self::release).
+    #[inline]
     pub(crate) fn peek(&mut self) -> Result<Option<Record>, Corrupt> {
         let mut at = self.head;
         loop {
@@ -452,7 +464,7 @@ impl<'a, M: Memory> Consumer<'a, M> {
                 }
             }
             let avail = self.tail_seen - at;
-            let pos = at % self.cap;
+            let pos = at & (self.cap - 1);
             let to_end = self.cap - pos;
             let mut h = [0u8; HDR];
             self.mem.read(pos as usize, &mut h);
@@ -518,6 +530,7 @@ impl<'a, M: Memory> Consumer<'a, M> {
     /// channel calls whenever it finds the ring empty. Publishing less often keeps the two sides off
     /// each other's cache lines when the ring is full. Returns whether the
     /// producer sleeps waiting for room and must be woken (ring `space`).
+    #[inline]
     pub(crate) fn release(&mut self, r: Record) -> bool {
         self.head = r.end;
         if self.head - self.head_published >= self.cap / 8 {
@@ -533,6 +546,7 @@ impl<'a, M: Memory> Consumer<'a, M> {
     /// sleeps (read without a fence: a producer going to sleep at this very
     /// moment may miss the store until its periodic re-check, at most 50 ms
     /// later, and never longer).
+    #[inline]
     pub(crate) fn publish_quiet(&mut self) -> bool {
         if self.head == self.head_published {
             return false;
@@ -544,6 +558,7 @@ impl<'a, M: Memory> Consumer<'a, M> {
 
     /// Makes every release visible to the producer. Returns whether the
     /// producer sleeps and must be woken.
+    #[inline]
     pub(crate) fn publish(&mut self) -> bool {
         if self.head == self.head_published {
             return false;

@@ -43,6 +43,7 @@ impl RxEnd {
 
     /// Receives one whole message into `out` (replacing its contents).
     /// `Ok(None)`: the peer closed the channel after its last message.
+    #[inline]
     pub(crate) fn recv(&mut self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
         flow::recv(&mut self.c, &mut self.st, &*self.inner, out, wait)
     }

@@ -31,6 +31,7 @@ struct RingSink<'a> {
 }
 
 impl Sink for RingSink<'_> {
+    #[inline]
     fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
         flow::push_next(self.p, self.inner, out, wait)
     }
@@ -54,7 +55,13 @@ impl TxEnd {
     /// Sends one message: all of it (`Ok`), none of it (a wait ran out before
     /// its first record), or — if it stays stuck part-way past the grace
     /// period — a poisoned sending side (see [`crate::proto::send`]).
+    #[inline]
     pub(crate) fn send(&mut self, msg: &[u8], wait: Wait) -> io::Result<()> {
+        if self.state.is_ready() && msg.len() <= self.inner.peer_max as usize {
+            if let Some(r) = flow::send_ready(&mut self.p, &*self.inner, msg) {
+                return r;
+            }
+        }
         self.state.check()?;
         self.inner.check_len(msg.len())?;
         if wait == Wait::Never {
