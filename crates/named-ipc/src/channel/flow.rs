@@ -16,7 +16,7 @@ use super::ring::{
 };
 use crate::pipe::framing::Received;
 use crate::proto::recv::RecvState;
-use crate::proto::send::Outgoing;
+use crate::proto::send::{Outgoing, SendState, Sink};
 use crate::sys::Wait;
 
 /// How often a sleeper looks whether its peer is still alive.
@@ -266,6 +266,57 @@ pub(crate) fn send_ready<M: Memory, L: Link + ?Sized>(
         Ok(None) => None,
         Err(c) => Some(Err(invalid(c.0))),
     }
+}
+
+/// The ring as a [`Sink`] for the shared send driver: each write pushes one
+/// record (a piece of at most a record's payload), waiting for room per
+/// `wait`.
+pub(crate) struct RingSink<'a, 'r, M, L: ?Sized> {
+    pub(crate) p: &'a mut Producer<'r, M>,
+    pub(crate) l: &'a L,
+}
+
+impl<M: Memory, L: Link + ?Sized> Sink for RingSink<'_, '_, M, L> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
+        push_next(self.p, self.l, out, wait)
+    }
+
+    fn abort(&mut self) {
+        // The consumer sees the ring closed inside the message: an error
+        // there, never the cut message as a whole one.
+        close_producer(self.p, self.l);
+    }
+}
+
+/// Sends one message: all of it (`Ok`), none of it (a wait ran out before
+/// its first record), or — if it stays stuck part-way past the grace period
+/// — a poisoned sending side (see [`crate::proto::send`]). A message that
+/// is one record and finds room goes at once ([`send_ready`]); `Wait::Never`
+/// sends only a message that fits now, so that nothing is ever cut.
+#[inline]
+pub(crate) fn send<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    st: &mut SendState,
+    l: &L,
+    msg: &[u8],
+    wait: Wait,
+) -> io::Result<()> {
+    if st.is_ready() {
+        if let Some(r) = send_ready(p, l, msg) {
+            return r;
+        }
+    }
+    st.check()?;
+    if wait == Wait::Never {
+        let lens = record_lens(msg.len(), p.chunk());
+        if !p.fits(lens).map_err(|c| invalid(c.0))? {
+            if p.peer_closed() {
+                return Err(peer_closed());
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+    }
+    st.send(&mut RingSink { p, l }, &mut Outgoing::raw(msg), wait)
 }
 
 /// Reserves room for one record of `len` bytes, waiting per `wait`.
@@ -609,8 +660,6 @@ mod loom_tests {
     use super::*;
     use crate::channel::ring::loom_tests::Cells;
     use crate::channel::ring::Control;
-    use crate::proto::send::{Outgoing, SendState, Sink};
-    use loom::cell::UnsafeCell;
     use loom::sync::Arc;
 
     /// Sleeps until the sequence word changes, with no timeout: a lost
@@ -641,34 +690,16 @@ mod loom_tests {
         }
     }
 
-    /// The channel's sender: the shared send driver over a ring sink.
-    struct RingSink<'a, 'r> {
-        p: &'a mut Producer<'r, &'r Cells>,
-    }
-
-    impl Sink for RingSink<'_, '_> {
-        fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
-            push_next(self.p, &Sleeper, out, wait)
-        }
-        fn abort(&mut self) {
-            close_producer(self.p, &Sleeper);
-        }
-    }
-
     fn model(msgs: Vec<Vec<u8>>, close_early: bool) {
         loom::model(move || {
             let ctl = Arc::new(Control::new());
-            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let mem = Arc::new(Cells::new(64));
             let (c2, m2, sent) = (ctl.clone(), mem.clone(), msgs.clone());
             let t = loom::thread::spawn(move || {
                 let mut p = Producer::new(&c2, &*m2);
                 let mut st = SendState::new("loom");
                 for m in &sent {
-                    let r = st.send(
-                        &mut RingSink { p: &mut p },
-                        &mut Outgoing::raw(m),
-                        Wait::Block,
-                    );
+                    let r = send(&mut p, &mut st, &Sleeper, m, Wait::Block);
                     if let Err(e) = r {
                         // Only when the consumer left early.
                         assert!(close_early, "{e}");
@@ -721,18 +752,13 @@ mod loom_tests {
     fn a_record_of_almost_the_whole_ring_waits_for_its_padding_to_be_consumed() {
         loom::model(|| {
             let ctl = Arc::new(Control::new());
-            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let mem = Arc::new(Cells::new(64));
             let (c2, m2) = (ctl.clone(), mem.clone());
             let t = loom::thread::spawn(move || {
                 let mut p = Producer::new(&c2, &*m2);
                 let mut st = SendState::new("loom");
                 let small = [1u8; 8];
-                st.send(
-                    &mut RingSink { p: &mut p },
-                    &mut Outgoing::raw(&small),
-                    Wait::Block,
-                )
-                .unwrap();
+                send(&mut p, &mut st, &Sleeper, &small, Wait::Block).unwrap();
                 let r = reserve(&mut p, &Sleeper, 48, &mut Wait::Block).unwrap();
                 p.fill(&r, &[&[2u8; 48]]);
                 commit(&mut p, &Sleeper, r);

@@ -5,7 +5,7 @@
 //! # Segment
 //! ```text
 //! offset               size  what
-//! 0                      64  header: magic "NIPC-CH1", u32 version (3), u32 0,
+//! 0                      64  header: magic "NIPC-CH1", u32 version (4), u32 0,
 //!                            u64 capacity (per ring), u64 ring 0 offset,
 //!                            u64 ring 1 offset, u64 total length (native endian)
 //! 64                    320  ring 0 control block (client -> server)
@@ -16,12 +16,13 @@
 //!
 //! # Handshake
 //! Right after a client connects to the rendezvous pipe it sends one message
-//! (`NIPC-CL1`, u32 version, u32 largest message it accepts). The server
+//! of 24 bytes (little-endian): `NIPC-CL1`, u32 version, u32 largest message
+//! it accepts, u64 ring size it asks for (0: the server's choice). The server
 //! answers with one message (little-endian), the segment itself passed out of
 //! band (Unix: its descriptor, with `SCM_RIGHTS`; Windows: see below):
 //! ```text
 //! 0   8  magic "NIPC-HS1"
-//! 8   4  version (3)
+//! 8   4  version (4)
 //! 12  4  max message size
 //! 16  8  capacity per ring
 //! 24  8  segment length
@@ -36,13 +37,15 @@
 //! the server waits for that answer before `accept` returns. Version 1 sent
 //! values already duplicated into the client and had no answer; version 2's
 //! client hello did not ask for a ring size, and its records did not announce
-//! the length of a message of several records.
+//! the length of a message of several records; version 3's consumer found
+//! records through the producer's published position, where version 4's
+//! finds them by their headers (see [`super::ring`]).
 
 use super::ring::CONTROL_LEN;
 
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"NIPC-CH1";
 pub(crate) const HELLO_MAGIC: [u8; 8] = *b"NIPC-HS1";
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 pub(crate) const HEADER_LEN: usize = 64;
 
 /// Smallest and largest ring capacities accepted.
