@@ -544,10 +544,10 @@ fn a_windows_server_keeps_its_handles_until_the_client_has_taken_them() {
     let name = unique("chan-ok");
     let mut srv = Peer::spawn(&["chan-hold", &name]);
     srv.expect("READY");
-    // A hand-made client: the hello of channel/handshake.rs, version 3.
+    // A hand-made client: the hello of channel/handshake.rs, version 4.
     let c = PipeStream::connect_timeout(&name, STEP).unwrap();
     let mut hi = b"NIPC-CL1".to_vec();
-    hi.extend_from_slice(&3u32.to_le_bytes());
+    hi.extend_from_slice(&4u32.to_le_bytes());
     hi.extend_from_slice(&(1u32 << 20).to_le_bytes());
     hi.extend_from_slice(&0u64.to_le_bytes());
     c.send(&hi).unwrap();

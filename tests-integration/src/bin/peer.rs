@@ -727,10 +727,10 @@ fn hostile_channel_server(name: &str, slots: &str) {
     let conn = l.accept().expect("accept");
     let hi = conn.recv().expect("client hello").expect("client left");
     assert_eq!(&hi[..8], b"NIPC-CL1", "not a channel client");
-    // The handshake of channel/header.rs, version 3, 4 KiB rings.
+    // The handshake of channel/header.rs, version 4, 4 KiB rings.
     let capacity = 4096u64;
     let mut hello = b"NIPC-HS1".to_vec();
-    hello.extend_from_slice(&3u32.to_le_bytes());
+    hello.extend_from_slice(&4u32.to_le_bytes());
     hello.extend_from_slice(&(16u32 << 20).to_le_bytes());
     hello.extend_from_slice(&capacity.to_le_bytes());
     hello.extend_from_slice(&(64 + 2 * (320 + capacity)).to_le_bytes());

@@ -319,8 +319,27 @@ pub(crate) fn send<M: Memory, L: Link + ?Sized>(
     st.send(&mut RingSink { p, l }, &mut Outgoing::raw(msg), wait)
 }
 
-/// Reserves room for one record of `len` bytes, waiting per `wait`.
+/// Reserves room for one record of `len` bytes, waiting per `wait`. The
+/// first attempt is made before the wait loop is set up (room now is the
+/// common case).
+#[inline]
 pub(crate) fn reserve<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    l: &L,
+    len: usize,
+    wait: &mut Wait,
+) -> io::Result<Reservation> {
+    if !p.peer_closed() {
+        // Padding published on the way is woken for by `commit`, or by the
+        // wait loop below.
+        if let Ok(Some(r)) = p.reserve(len) {
+            return Ok(r);
+        }
+    }
+    reserve_waiting(p, l, len, wait)
+}
+
+fn reserve_waiting<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
     len: usize,
@@ -598,18 +617,25 @@ fn recv_ready<M: Memory, L: Link + ?Sized>(
     l: &L,
     out: &mut Vec<u8>,
 ) -> Option<usize> {
-    if !st.is_idle() {
-        return None;
-    }
-    let r = c.peek().ok()??;
-    if r.more || r.len as u64 > u64::from(st.max()) {
-        return None;
-    }
+    let r = whole_record(c, st)?;
     out.clear();
     c.memory().append_to(r.offset, r.len, out);
     release(c, l, r);
     settle(c, l);
     Some(r.len)
+}
+
+/// With nothing in progress, the next record if it is already in the ring
+/// and a whole message (within the size limit): what the first attempt of a
+/// receive takes directly. `None`: take the general path (nothing was
+/// consumed; it also reports anything wrong with the ring, and waits).
+#[inline]
+pub(crate) fn whole_record<M: Memory>(c: &mut Consumer<'_, M>, st: &RecvState) -> Option<Record> {
+    if !st.is_idle() {
+        return None;
+    }
+    let r = c.peek().ok()??;
+    (!r.more && r.len as u64 <= u64::from(st.max())).then_some(r)
 }
 
 /// Receives one whole message into `out` (replacing its contents), waiting

@@ -64,6 +64,12 @@ impl RxEnd {
         wait: Wait,
         f: impl FnOnce(&InPlace<'_>) -> R,
     ) -> io::Result<Option<R>> {
+        if let Some(r) = flow::whole_record(&mut self.c, &self.st) {
+            let out = f(&self.c.memory().view(r.offset, r.len));
+            flow::release(&mut self.c, &*self.inner, r);
+            flow::settle(&mut self.c, &*self.inner);
+            return Ok(Some(out));
+        }
         self.st.check()?;
         if !self.st.is_mid() {
             let RxEnd { c, st, inner, .. } = self;
