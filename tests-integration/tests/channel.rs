@@ -29,11 +29,11 @@ fn connect(name: &str) -> ShmStream {
 fn every_size_round_trips_including_messages_larger_than_the_ring() {
     // A 4 KiB ring: a copying send puts up to 1024 bytes (a quarter) in one
     // record and streams anything bigger in pieces; in place, up to the ring
-    // size minus a header.
+    // size minus a header and the next record's header slot.
     let (_srv, name) = echo(4096);
     let c = connect(&name);
     let m = c.max_in_place();
-    assert_eq!(m, 4096 - 8);
+    assert_eq!(m, 4096 - 16);
     let sizes = [
         0,
         1,
@@ -275,12 +275,17 @@ fn timeouts_and_try_calls_lose_nothing() {
     );
     assert!(t.elapsed() >= Duration::from_millis(110));
 
-    // Fill the ring from the client without anyone reading.
+    // Fill the ring from the client without anyone reading: 500-byte
+    // messages, then empty ones in what is left.
     let mut sent = 0u64;
     while c.try_send(&payload(sent, 500)).is_ok() {
         sent += 1;
     }
     assert!(sent > 0);
+    let mut empty = 0u64;
+    while c.try_send(&[]).is_ok() {
+        empty += 1;
+    }
     assert_eq!(
         c.try_send(&[1]).unwrap_err().kind(),
         std::io::ErrorKind::WouldBlock
@@ -294,6 +299,9 @@ fn timeouts_and_try_calls_lose_nothing() {
     // Everything accepted arrives, in order; refused sends left no trace.
     for seq in 0..sent {
         assert_eq!(s.try_recv().unwrap().unwrap(), payload(seq, 500));
+    }
+    for _ in 0..empty {
+        assert_eq!(s.try_recv().unwrap().unwrap(), b"");
     }
     assert_eq!(
         s.try_recv().unwrap_err().kind(),
@@ -642,12 +650,12 @@ fn a_client_asks_for_its_ring_and_writes_up_to_all_of_it_in_place() {
         };
         // Not asking: the server's size.
         let c = connect_with(None);
-        assert_eq!(c.max_in_place(), 4096 - 8);
+        assert_eq!(c.max_in_place(), 4096 - 16);
         drop(c);
-        // Asking for 1 MiB: granted; a 1 MiB − 8 message goes in place.
+        // Asking for 1 MiB: granted; a 1 MiB − 16 message goes in place.
         let c = connect_with(Some(1 << 20));
-        assert_eq!(c.max_in_place(), (1 << 20) - 8);
-        let big = payload(11, (1 << 20) - 8);
+        assert_eq!(c.max_in_place(), (1 << 20) - 16);
+        let big = payload(11, (1 << 20) - 16);
         c.send_with(big.len(), |buf| buf.copy_from_slice(&big))
             .unwrap();
         assert!(c.recv_with(|m| m.to_vec() == big).unwrap().unwrap());
@@ -660,11 +668,11 @@ fn a_client_asks_for_its_ring_and_writes_up_to_all_of_it_in_place() {
         drop(c);
         // Asking for more than the server grants: bounded.
         let c = connect_with(Some(64 << 20));
-        assert_eq!(c.max_in_place(), (2 << 20) - 8);
+        assert_eq!(c.max_in_place(), (2 << 20) - 16);
         drop(c);
         assert_eq!(
             server.join().unwrap(),
-            vec![4096 - 8, (1 << 20) - 8, (2 << 20) - 8]
+            vec![4096 - 16, (1 << 20) - 16, (2 << 20) - 16]
         );
     });
 }

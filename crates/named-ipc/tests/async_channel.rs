@@ -292,7 +292,7 @@ async fn zero_copy() {
     let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
     let (mut tx, mut rx) = c.into_split();
     let max = tx.max_in_place();
-    assert_eq!(max, (64 << 10) - 8);
+    assert_eq!(max, (64 << 10) - 16);
     let big = payload(3, 300_000);
     let sender = tokio::spawn({
         let big = big.clone();

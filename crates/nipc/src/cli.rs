@@ -272,6 +272,10 @@ pub struct BenchArgs {
     /// Linux and Windows only).
     #[arg(long, value_name = "A,B|none")]
     pub pin: Option<String>,
+    /// Measure only these rows (transport names, comma-separated), with the
+    /// baselines their ratios need.
+    #[arg(long, value_delimiter = ',', value_name = "ROWS")]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Args)]

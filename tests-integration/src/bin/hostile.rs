@@ -558,7 +558,6 @@ mod fake {
 
     const HEADER: usize = 64;
     const CONTROL: usize = 320;
-    const TAIL: usize = 0;
     const HEAD: usize = 64;
     const DATA_WAITING: usize = 128;
     const DATA_SEQ: usize = 132;
@@ -568,6 +567,8 @@ mod fake {
     const FLAG_MORE: u32 = 1;
     const FLAG_FIRST: u32 = 4;
     const FLAG_PAD: u32 = 2;
+    /// Set in every header a real producer publishes (layout version 4).
+    const FLAG_RECORD: u32 = 8;
 
     fn total(cap: usize) -> usize {
         HEADER + 2 * (CONTROL + cap)
@@ -660,57 +661,62 @@ mod fake {
         }
 
         /// Writes one record (and padding before it if it would not fit
-        /// before the end) at our tail, waiting for room, and publishes it.
-        /// Returns false if no room came within PATIENCE or `stop` was set.
+        /// before the end) at our tail, waiting for room, and publishes it as
+        /// the real producer does: payload, the next header slot cleared,
+        /// then the header (after padding: the record's header, then the
+        /// padding's). Returns false if no room came within PATIENCE or
+        /// `stop` was set.
         fn push(&mut self, body: &[u8], flags: u32, stop: &AtomicBool) -> bool {
             let cap = self.cap as u64;
             let need = (8 + pad8(body.len())) as u64;
             let pos = self.tail % cap;
             let pad = if cap - pos < need { cap - pos } else { 0 };
             let deadline = Instant::now() + PATIENCE;
-            while cap - (self.tail - self.victim_head().min(self.tail)) < pad + need {
+            // The record, the padding before it, and the next header slot.
+            while cap - (self.tail - self.victim_head().min(self.tail)) < pad + need + 8 {
                 if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                     return false;
                 }
                 std::thread::yield_now();
             }
             let d = self.data(self.tx);
-            if pad > 0 {
-                let h = pad | (u64::from(FLAG_PAD) << 32);
-                self.write(d + pos as usize, &h.to_ne_bytes());
-                self.tail += pad;
-            }
-            let at = d + (self.tail % cap) as usize;
-            let h = body.len() as u64 | (u64::from(flags) << 32);
-            self.write(at, &h.to_ne_bytes());
+            let start = (self.tail + pad) % cap;
+            let at = d + start as usize;
             self.write(at + 8, body);
+            self.header(d + ((start + need) % cap) as usize)
+                .store(0, Ordering::Release);
+            let h = body.len() as u64 | (u64::from(flags | FLAG_RECORD) << 32);
+            self.header(at).store(h, Ordering::Release);
+            if pad > 0 {
+                let p = pad | (u64::from(FLAG_PAD | FLAG_RECORD) << 32);
+                self.header(d + pos as usize).store(p, Ordering::Release);
+            }
             self.last = Some(at);
-            self.tail += need;
-            self.publish_tail(self.tail);
+            self.tail += pad + need;
+            self.wake_victim_reader();
             true
         }
 
-        fn publish_tail(&self, tail: u64) {
-            self.u64_at(self.base(self.tx) + TAIL)
-                .store(tail, Ordering::Release);
-            self.wake_victim_reader();
+        /// The header word at `off` (an absolute offset into the segment).
+        fn header(&self, off: usize) -> &AtomicU64 {
+            self.u64_at(off)
         }
 
         /// Consumes every record the victim published on rx; returns how many.
         fn drain(&self) -> u64 {
             let base = self.base(self.rx);
-            let tail = self.u64_at(base + TAIL).load(Ordering::Acquire);
+            let d = self.data(self.rx);
             let head = self.u64_at(base + HEAD);
             let mut at = head.load(Ordering::Relaxed);
             let mut n = 0;
-            while at < tail {
+            loop {
                 let pos = (at % self.cap as u64) as usize;
-                // SAFETY: pos + 8 <= cap (positions are 8-aligned), in bounds.
-                let h = unsafe {
-                    std::ptr::read_unaligned(self.ptr.add(self.data(self.rx) + pos) as *const u64)
-                };
+                let h = self.header(d + pos).load(Ordering::Acquire);
+                if h == 0 {
+                    break;
+                }
                 let (len, flags) = (h as u32 as usize, (h >> 32) as u32);
-                if flags == FLAG_PAD {
+                if flags & FLAG_PAD != 0 {
                     if len == 0 {
                         break;
                     }
@@ -720,7 +726,7 @@ mod fake {
                     n += 1;
                 }
             }
-            head.store(tail, Ordering::Release);
+            head.store(at, Ordering::Release);
             self.wake_victim_writer();
             n
         }
@@ -738,10 +744,10 @@ mod fake {
 
     /// Command loop. Commands:
     /// - `publish LEN`: one valid record of payload(n, LEN), n counting from 0
-    /// - `tail V` / `tail+ D`: set the tx tail to V / to ours + D, no record
     /// - `head V`: set the rx head (the victim's producer reads it) to V
-    /// - `record LEN FLAGS ADVANCE`: a record header (LEN, FLAGS) at our
-    ///   tail, zero payload, then the tail moves by ADVANCE
+    /// - `record LEN FLAGS ADVANCE`: a record header (LEN, FLAGS exactly as
+    ///   given: a real producer always sets RECORD, 8) at our tail, zero
+    ///   payload, then the tail moves by ADVANCE
     /// - `zero-more`: fill the ring with empty records flagged "more"
     /// - `more-stream`: in the background, a message announcing 4 GiB − 1
     ///   bytes, then 1-byte "more" records forever
@@ -780,14 +786,6 @@ mod fake {
                         say("ERR no room");
                     }
                 }
-                "tail" => {
-                    seg.publish_tail(num(1));
-                    say("OK");
-                }
-                "tail+" => {
-                    seg.publish_tail(seg.tail + num(1));
-                    say("OK");
-                }
                 "head" => {
                     seg.u64_at(seg.base(seg.rx) + HEAD)
                         .store(num(1), Ordering::Release);
@@ -797,18 +795,16 @@ mod fake {
                 "record" => {
                     let at = seg.data(seg.tx) + (seg.tail % seg.cap as u64) as usize;
                     let h = num(1) | (num(2) << 32);
-                    seg.write(at, &h.to_ne_bytes());
+                    seg.header(at).store(h, Ordering::Release);
                     seg.tail += num(3);
-                    seg.publish_tail(seg.tail);
+                    seg.wake_victim_reader();
                     say("OK");
                 }
                 "zero-more" => {
                     let mut n = 0;
+                    // `push` gives up at once when full (its stop flag is set).
                     let full = AtomicBool::new(true);
-                    while seg.cap as u64 - (seg.tail - seg.victim_head().min(seg.tail)) >= 8 {
-                        if !seg.push(&[], FLAG_MORE, &full) {
-                            break;
-                        }
+                    while seg.push(&[], FLAG_MORE, &full) {
                         n += 1;
                     }
                     say(&format!("OK {n}"));
@@ -879,7 +875,8 @@ mod fake {
                 "scribble" => match seg.last {
                     Some(at) => {
                         let len = (seg.data(seg.tx) + seg.cap - at - 8).min(seg.cap / 4);
-                        seg.write(at, &(0xFFFF_FFF0u64 | (0xFFFFu64 << 32)).to_ne_bytes());
+                        seg.header(at)
+                            .store(0xFFFF_FFF0u64 | (0xFFFFu64 << 32), Ordering::Release);
                         seg.write(at + 8, &vec![0xEE; len]);
                         say("OK");
                     }

@@ -17,7 +17,7 @@ use super::ring::{
 };
 use crate::pipe::framing::Received;
 use crate::proto::recv::RecvState;
-use crate::proto::send::Outgoing;
+use crate::proto::send::{Outgoing, SendState, Sink};
 use crate::sys::Wait;
 
 /// How often a sleeper looks whether its peer is still alive.
@@ -90,6 +90,7 @@ pub(crate) fn peer_closed() -> io::Error {
 }
 
 /// Wakes whoever sleeps on `bell` (the caller saw its waiting flag).
+#[inline]
 pub(crate) fn notify<L: Link + ?Sized>(l: &L, bell: &Bell, index: usize) {
     bell.bump();
     l.wake(index, &bell.seq);
@@ -102,6 +103,7 @@ pub(crate) fn notify<L: Link + ?Sized>(l: &L, bell: &Bell, index: usize) {
 ///
 /// Its steps — [`spin`], [`arm`], [`woke`] — are also what [`poll_wait`]
 /// (the async form) is made of: one mechanism, two ways to sleep.
+#[inline]
 pub(crate) fn wait_on<T, L: Link + ?Sized>(
     l: &L,
     wait: &mut Wait,
@@ -323,6 +325,7 @@ pub(crate) fn poll_wait<T, L: Link + ?Sized, D: Doze + ?Sized>(
 
 /// Pushes one record (`parts` one after the other), waiting for room per
 /// `wait`, and wakes the consumer if it sleeps.
+#[inline]
 pub(crate) fn push<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
@@ -362,6 +365,7 @@ pub(crate) fn record_lens(total: usize, chunk: usize) -> impl Iterator<Item = us
 
 /// Pushes the next record of message `out` — all of it, or its next piece —
 /// waiting per `wait`; returns how many message bytes the record carried.
+#[inline]
 pub(crate) fn push_next<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
@@ -389,8 +393,103 @@ pub(crate) fn push_next<M: Memory, L: Link + ?Sized>(
     Ok(piece.len())
 }
 
-/// Reserves room for one record of `len` bytes, waiting per `wait`.
+/// The first attempt of every send, made before any of the send machinery
+/// (partial-send state, wait loop) is set up: a message that travels as one
+/// record and finds room now is pushed at once. `None`: nothing was written,
+/// take the general path (which also reports a closed peer).
+#[inline]
+pub(crate) fn send_ready<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    l: &L,
+    msg: &[u8],
+) -> Option<io::Result<()>> {
+    if msg.len() > p.chunk() || p.peer_closed() {
+        return None;
+    }
+    match p.push(&[msg], Part::Whole) {
+        Ok(Some(wake)) => {
+            if wake {
+                notify(l, &p.control().data.0, l.bells().tx_data);
+            }
+            Some(Ok(()))
+        }
+        Ok(None) => None,
+        Err(c) => Some(Err(invalid(c.0))),
+    }
+}
+
+/// The ring as a [`Sink`] for the shared send driver: each write pushes one
+/// record (a piece of at most a record's payload), waiting for room per
+/// `wait`.
+pub(crate) struct RingSink<'a, 'r, M, L: ?Sized> {
+    pub(crate) p: &'a mut Producer<'r, M>,
+    pub(crate) l: &'a L,
+}
+
+impl<M: Memory, L: Link + ?Sized> Sink for RingSink<'_, '_, M, L> {
+    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
+        push_next(self.p, self.l, out, wait)
+    }
+
+    fn abort(&mut self) {
+        // The consumer sees the ring closed inside the message: an error
+        // there, never the cut message as a whole one.
+        close_producer(self.p, self.l);
+    }
+}
+
+/// Sends one message: all of it (`Ok`), none of it (a wait ran out before
+/// its first record), or — if it stays stuck part-way past the grace period
+/// — a poisoned sending side (see [`crate::proto::send`]). A message that
+/// is one record and finds room goes at once ([`send_ready`]); `Wait::Never`
+/// sends only a message that fits now, so that nothing is ever cut.
+#[inline]
+pub(crate) fn send<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    st: &mut SendState,
+    l: &L,
+    msg: &[u8],
+    wait: Wait,
+) -> io::Result<()> {
+    if st.is_ready() {
+        if let Some(r) = send_ready(p, l, msg) {
+            return r;
+        }
+    }
+    st.check()?;
+    if wait == Wait::Never {
+        let lens = record_lens(msg.len(), p.chunk());
+        if !p.fits(lens).map_err(|c| invalid(c.0))? {
+            if p.peer_closed() {
+                return Err(peer_closed());
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+    }
+    st.send(&mut RingSink { p, l }, &mut Outgoing::raw(msg), wait)
+}
+
+/// Reserves room for one record of `len` bytes, waiting per `wait`. The
+/// first attempt is made before the wait loop is set up (room now is the
+/// common case).
+#[inline]
 pub(crate) fn reserve<M: Memory, L: Link + ?Sized>(
+    p: &mut Producer<'_, M>,
+    l: &L,
+    len: usize,
+    wait: &mut Wait,
+) -> io::Result<Reservation> {
+    if !p.peer_closed() {
+        // Padding published on the way is woken for by `commit`, or by the
+        // wait loop below.
+        if let Ok(Some(r)) = p.reserve(len) {
+            return Ok(r);
+        }
+    }
+    reserve_waiting(p, l, len, wait)
+}
+
+fn reserve_waiting<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
     len: usize,
@@ -433,6 +532,7 @@ pub(crate) fn close_consumer<M: Memory, L: Link + ?Sized>(c: &Consumer<'_, M>, l
 }
 
 /// Consumes `r` and wakes a producer sleeping for room, if it has to know.
+#[inline]
 pub(crate) fn release<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L, r: Record) {
     if c.release(r) {
         notify(l, &c.control().space.0, l.bells().rx_space);
@@ -441,6 +541,7 @@ pub(crate) fn release<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &
 
 /// A receive returns: what it consumed reaches the producer (see
 /// [`Consumer::publish_quiet`]).
+#[inline]
 pub(crate) fn settle<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L) {
     if c.publish_quiet() {
         notify(l, &c.control().space.0, l.bells().rx_space);
@@ -449,6 +550,7 @@ pub(crate) fn settle<M: Memory, L: Link + ?Sized>(c: &mut Consumer<'_, M>, l: &L
 
 /// The next record: `None` when there is none yet, `Some(None)` when the
 /// producer closed after its last record.
+#[inline]
 pub(crate) fn next_record<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -486,6 +588,7 @@ fn announced<M: Memory>(c: &Consumer<'_, M>, r: &Record) -> u64 {
 /// pieces must add up to what was announced. Anything else is a corrupt ring.
 /// Returns where the record's message bytes are (offset and length); counts
 /// them as taken.
+#[inline]
 fn check<M: Memory>(
     c: &Consumer<'_, M>,
     st: &mut RecvState,
@@ -529,6 +632,7 @@ fn check<M: Memory>(
 
 /// Appends record `r` (the next of the message being received) to `out` and
 /// consumes it, after [`check`]ing it.
+#[inline]
 pub(crate) fn take<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -616,6 +720,7 @@ pub(crate) enum Step {
 
 /// Takes into `out` what has arrived: `None` when the message is not
 /// complete yet (the caller waits), otherwise a whole message or the end.
+#[inline]
 pub(crate) fn step<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -650,9 +755,43 @@ pub(crate) fn step<M: Memory, L: Link + ?Sized>(
     }
 }
 
+/// The first attempt of every [`recv`], made before any of the receive
+/// machinery is set up: with nothing in progress, a message that is one
+/// record and already in the ring goes straight into `out`. `None`: nothing
+/// was consumed, take the general path (which also reports anything wrong
+/// with the ring, and waits).
+#[inline]
+fn recv_ready<M: Memory, L: Link + ?Sized>(
+    c: &mut Consumer<'_, M>,
+    st: &RecvState,
+    l: &L,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let r = whole_record(c, st)?;
+    out.clear();
+    c.memory().append_to(r.offset, r.len, out);
+    release(c, l, r);
+    settle(c, l);
+    Some(r.len)
+}
+
+/// With nothing in progress, the next record if it is already in the ring
+/// and a whole message (within the size limit): what the first attempt of a
+/// receive takes directly. `None`: take the general path (nothing was
+/// consumed; it also reports anything wrong with the ring, and waits).
+#[inline]
+pub(crate) fn whole_record<M: Memory>(c: &mut Consumer<'_, M>, st: &RecvState) -> Option<Record> {
+    if !st.is_idle() {
+        return None;
+    }
+    let r = c.peek().ok()??;
+    (!r.more && r.len as u64 <= u64::from(st.max())).then_some(r)
+}
+
 /// Receives one whole message into `out` (replacing its contents), waiting
 /// per `wait`. `Ok(None)`: the producer closed after its last message. After
 /// an error the part that arrived is kept for the next call.
+#[inline]
 pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
     c: &mut Consumer<'_, M>,
     st: &mut RecvState,
@@ -660,6 +799,9 @@ pub(crate) fn recv<M: Memory, L: Link + ?Sized>(
     out: &mut Vec<u8>,
     wait: Wait,
 ) -> io::Result<Option<usize>> {
+    if let Some(n) = recv_ready(c, st, l, out) {
+        return Ok(Some(n));
+    }
     if recv_start(st, out)? {
         return Ok(Some(out.len()));
     }
@@ -726,8 +868,6 @@ mod loom_tests {
     use super::*;
     use crate::channel::ring::loom_tests::Cells;
     use crate::channel::ring::Control;
-    use crate::proto::send::{Outgoing, SendState, Sink};
-    use loom::cell::UnsafeCell;
     use loom::sync::Arc;
 
     /// Sleeps until the sequence word changes, with no timeout: a lost
@@ -758,34 +898,16 @@ mod loom_tests {
         }
     }
 
-    /// The channel's sender: the shared send driver over a ring sink.
-    struct RingSink<'a, 'r> {
-        p: &'a mut Producer<'r, &'r Cells>,
-    }
-
-    impl Sink for RingSink<'_, '_> {
-        fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
-            push_next(self.p, &Sleeper, out, wait)
-        }
-        fn abort(&mut self) {
-            close_producer(self.p, &Sleeper);
-        }
-    }
-
     fn model(msgs: Vec<Vec<u8>>, close_early: bool) {
         loom::model(move || {
             let ctl = Arc::new(Control::new());
-            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let mem = Arc::new(Cells::new(64));
             let (c2, m2, sent) = (ctl.clone(), mem.clone(), msgs.clone());
             let t = loom::thread::spawn(move || {
                 let mut p = Producer::new(&c2, &*m2);
                 let mut st = SendState::new("loom");
                 for m in &sent {
-                    let r = st.send(
-                        &mut RingSink { p: &mut p },
-                        &mut Outgoing::raw(m),
-                        Wait::Block,
-                    );
+                    let r = send(&mut p, &mut st, &Sleeper, m, Wait::Block);
                     if let Err(e) = r {
                         // Only when the consumer left early.
                         assert!(close_early, "{e}");
@@ -838,18 +960,13 @@ mod loom_tests {
     fn a_record_of_almost_the_whole_ring_waits_for_its_padding_to_be_consumed() {
         loom::model(|| {
             let ctl = Arc::new(Control::new());
-            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let mem = Arc::new(Cells::new(64));
             let (c2, m2) = (ctl.clone(), mem.clone());
             let t = loom::thread::spawn(move || {
                 let mut p = Producer::new(&c2, &*m2);
                 let mut st = SendState::new("loom");
                 let small = [1u8; 8];
-                st.send(
-                    &mut RingSink { p: &mut p },
-                    &mut Outgoing::raw(&small),
-                    Wait::Block,
-                )
-                .unwrap();
+                send(&mut p, &mut st, &Sleeper, &small, Wait::Block).unwrap();
                 let r = reserve(&mut p, &Sleeper, 48, &mut Wait::Block).unwrap();
                 p.fill(&r, &[&[2u8; 48]]);
                 commit(&mut p, &Sleeper, r);
@@ -1020,7 +1137,7 @@ mod loom_tests {
                 counters: counters.clone(),
             };
             let ctl = Arc::new(Control::new());
-            let mem = Arc::new(Cells((0..64).map(|_| UnsafeCell::new(0)).collect()));
+            let mem = Arc::new(Cells::new(64));
             let (c2, m2, sent, l2) = (ctl.clone(), mem.clone(), msgs.clone(), link(&counters));
             let t = loom::thread::spawn(move || {
                 let mut p = Producer::new(&c2, &*m2);

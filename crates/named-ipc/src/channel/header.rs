@@ -64,7 +64,9 @@
 //! values already duplicated into the client and had no answer; version 2's
 //! client hello did not ask for a ring size, and its records did not announce
 //! the length of a message of several records; version 3 had no wake-up
-//! descriptors (its hello was 40 + 8n bytes, the client's 24).
+//! descriptors (its hello was 40 + 8n bytes, the client's 24), and its
+//! consumer found records through the producer's published position, where
+//! version 4's finds them by their headers (see [`super::ring`]).
 
 use super::ring::CONTROL_LEN;
 

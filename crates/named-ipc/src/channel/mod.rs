@@ -97,26 +97,31 @@ pub(crate) fn fuzz_header(data: &[u8]) {
 
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_ring(data: &[u8]) {
-    use self::atomic::Ordering;
     use self::raw::Raw;
     use self::ring::{Consumer, Memory};
-    if data.len() < 16 {
+    if data.len() <= 16 {
         return;
     }
-    let tail = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
     let cap = 64usize << (data[8] % 4);
-    let mut bytes: Vec<u8> = data[16..].iter().copied().cycle().take(cap).collect();
-    bytes.resize(cap, 0);
+    // u64s: the header words must be 8-aligned, as in a real segment.
+    let mut words = vec![0u64; cap / 8];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        for (k, x) in b.iter_mut().enumerate() {
+            *x = data[16 + (i * 8 + k) % (data.len() - 16)];
+        }
+        *w = u64::from_ne_bytes(b);
+        // Half the runs: shape headers so that records get parsed (a set
+        // RECORD flag, small lengths); the other half takes the bytes as
+        // they come.
+        if data[9].is_multiple_of(2) {
+            *w = (*w & 0x7f) | ((((*w >> 32) & 0xf) | 8) << 32);
+        }
+    }
     let ctl = Box::new(ring::Control::new());
-    // Small tails exercise real records; large ones the position checks.
-    let tail = if data[9].is_multiple_of(2) {
-        tail % (2 * cap as u64)
-    } else {
-        tail
-    };
-    ctl.tail.0.store(tail, Ordering::SeqCst);
-    // SAFETY: `bytes` is `cap` long and outlives every use of `raw` below.
-    let raw = unsafe { Raw::new(bytes.as_mut_ptr(), cap) };
+    // SAFETY: `words` is `cap` bytes long, 8-aligned, and outlives every use
+    // of `raw` below.
+    let raw = unsafe { Raw::new(words.as_mut_ptr().cast::<u8>(), cap) };
     let mut c = Consumer::new(&ctl, raw);
     let mut out = Vec::new();
     for _ in 0..64 {

@@ -58,10 +58,10 @@ impl ChannelOptions {
     /// On a client: the size it asks for; the server grants it up to its
     /// [`max_capacity`](Self::max_capacity) (check
     /// [`ShmStream::max_in_place`](crate::channel::ShmStream::max_in_place)).
-    /// A message written in place ([`ShmStream::send_with`]) may be as large as
-    /// the ring minus 8 bytes; a copying send puts a message of up to a
-    /// quarter of the ring in one record and streams larger ones in pieces of
-    /// a quarter.
+    /// A message written in place ([`ShmStream::send_with`]) may be as large
+    /// as the ring minus 16 bytes (its header and the next record's); a
+    /// copying send puts a message of up to a quarter of the ring in one
+    /// record and streams larger ones in pieces of a quarter.
     ///
     /// [`ShmStream::send_with`]: crate::channel::ShmStream::send_with
     pub fn capacity(&mut self, bytes: usize) -> &mut Self {

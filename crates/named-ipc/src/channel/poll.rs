@@ -14,11 +14,13 @@
 use std::io;
 use std::task::{Context, Poll};
 
+use super::flow::RingSink;
 use super::flow::{self, Doze, Parked};
 use super::raw::{InPlace, InPlaceMut};
 use super::ring::{Bell, Record, Reservation};
 use super::rx::RxEnd;
-use super::tx::{RingSink, TxEnd};
+use super::tx::TxEnd;
+use super::wait::Inner;
 use crate::proto::send::Outgoing;
 use crate::sys::Wait;
 
@@ -54,9 +56,9 @@ impl TxEnd {
         out: &mut Outgoing<'_>,
     ) -> Poll<io::Result<()>> {
         let TxEnd { p, state, inner } = self;
-        let inner = &**inner;
+        let inner: &Inner = inner;
         flow::poll_wait(inner, doze, park, cx, || {
-            not_yet(state.send_ready(&mut RingSink { p, inner }, out))
+            not_yet(state.send_ready(&mut RingSink { p, l: inner }, out))
         })
     }
 
@@ -69,9 +71,9 @@ impl TxEnd {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         let TxEnd { p, state, inner } = self;
-        let inner = &**inner;
+        let inner: &Inner = inner;
         flow::poll_wait(inner, doze, park, cx, || {
-            not_yet(state.flush_ready(&mut RingSink { p, inner }))
+            not_yet(state.flush_ready(&mut RingSink { p, l: inner }))
         })
     }
 
@@ -92,14 +94,16 @@ impl TxEnd {
     /// is closed, so the peer sees an error rather than a cut message.
     pub(crate) fn cut_tail(&mut self) {
         let TxEnd { p, state, inner } = self;
-        state.cut_tail(&mut RingSink { p, inner });
+        let inner: &Inner = inner;
+        state.cut_tail(&mut RingSink { p, l: inner });
     }
 
     /// Finishes a kept tail on this thread, within the grace period (an
     /// async end dropped outside a runtime).
     pub(crate) fn finish_tail_blocking(&mut self) {
         let TxEnd { p, state, inner } = self;
-        let _ = state.finish_tail(&mut RingSink { p, inner }, Wait::Never);
+        let inner: &Inner = inner;
+        let _ = state.finish_tail(&mut RingSink { p, l: inner }, Wait::Never);
     }
 
     /// Sends `msg` without waiting: after a kept tail (which must go out
@@ -107,7 +111,8 @@ impl TxEnd {
     pub(crate) fn try_send_now(&mut self, msg: &[u8]) -> io::Result<()> {
         self.check_send(msg.len())?;
         let TxEnd { p, state, inner } = self;
-        state.flush_ready(&mut RingSink { p, inner })?;
+        let inner: &Inner = inner;
+        state.flush_ready(&mut RingSink { p, l: inner })?;
         self.send(msg, Wait::Never)
     }
 
@@ -121,9 +126,9 @@ impl TxEnd {
         len: usize,
     ) -> Poll<io::Result<Reservation>> {
         let TxEnd { p, state, inner } = self;
-        let inner = &**inner;
+        let inner: &Inner = inner;
         flow::poll_wait(inner, doze, park, cx, || {
-            if not_yet(state.flush_ready(&mut RingSink { p, inner }))?.is_none() {
+            if not_yet(state.flush_ready(&mut RingSink { p, l: inner }))?.is_none() {
                 return Ok(None);
             }
             not_yet(flow::reserve(p, inner, len, &mut Wait::Never))

@@ -4,6 +4,7 @@
 
 use std::marker::PhantomData;
 
+use super::atomic::{AtomicU64, Ordering};
 use super::ring::Memory;
 
 /// The shared memory of a ring, as a raw pointer into the segment.
@@ -31,6 +32,22 @@ impl Raw {
             offset <= self.len && len <= self.len - offset,
             "ring access out of bounds"
         );
+    }
+
+    /// The 8-byte word at `offset`, as an atomic: the ring's record headers,
+    /// which the peer writes concurrently (atomics may be).
+    fn word(&self, offset: usize) -> &AtomicU64 {
+        self.check(offset, 8);
+        let p = self.ptr.wrapping_add(offset);
+        assert!(
+            (p as usize).is_multiple_of(8),
+            "ring header word not 8-aligned"
+        );
+        // SAFETY: in bounds (checked above) of a live mapping and 8-aligned
+        // (checked above; the data area and record offsets are multiples of
+        // 8); an atomic is the one type whose bytes another process may
+        // write while we hold a reference.
+        unsafe { &*p.cast::<AtomicU64>() }
     }
 
     /// A read view of `len` bytes at `offset`.
@@ -68,6 +85,14 @@ impl Memory for Raw {
         self.check(offset, src.len());
         // SAFETY: in bounds (checked above) of a live, writable mapping.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
+    }
+
+    fn load_header(&self, offset: usize) -> u64 {
+        self.word(offset).load(Ordering::Acquire)
+    }
+
+    fn store_header(&self, offset: usize, word: u64) {
+        self.word(offset).store(word, Ordering::Release);
     }
 
     /// Appends `len` bytes from `offset` to `out`, copying straight into its

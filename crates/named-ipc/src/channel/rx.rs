@@ -43,6 +43,7 @@ impl RxEnd {
 
     /// Receives one whole message into `out` (replacing its contents).
     /// `Ok(None)`: the peer closed the channel after its last message.
+    #[inline]
     pub(crate) fn recv(&mut self, out: &mut Vec<u8>, wait: Wait) -> io::Result<Option<usize>> {
         flow::recv(&mut self.c, &mut self.st, &*self.inner, out, wait)
     }
@@ -63,6 +64,12 @@ impl RxEnd {
         wait: Wait,
         f: impl FnOnce(&InPlace<'_>) -> R,
     ) -> io::Result<Option<R>> {
+        if let Some(r) = flow::whole_record(&mut self.c, &self.st) {
+            let out = f(&self.c.memory().view(r.offset, r.len));
+            flow::release(&mut self.c, &*self.inner, r);
+            flow::settle(&mut self.c, &*self.inner);
+            return Ok(Some(out));
+        }
         self.st.check()?;
         if !self.st.is_mid() {
             let RxEnd { c, st, inner, .. } = self;

@@ -3,11 +3,11 @@
 use std::io;
 use std::sync::Arc;
 
-use super::flow::{self, invalid};
+use super::flow;
 use super::raw::{InPlaceMut, Raw};
 use super::ring::Producer;
 use super::wait::Inner;
-use crate::proto::send::{Outgoing, SendState, Sink};
+use crate::proto::send::SendState;
 use crate::sys::Wait;
 
 /// The sending direction: the ring's producer and the shared send state.
@@ -23,25 +23,6 @@ impl Drop for TxEnd {
     }
 }
 
-/// The ring as a [`Sink`]: each write pushes one record (a piece of at most
-/// a record's payload), waiting for room per `wait`.
-pub(crate) struct RingSink<'a> {
-    pub(crate) p: &'a mut Producer<'static, Raw>,
-    pub(crate) inner: &'a Inner,
-}
-
-impl Sink for RingSink<'_> {
-    fn write(&mut self, out: &Outgoing<'_>, wait: &mut Wait) -> io::Result<usize> {
-        flow::push_next(self.p, self.inner, out, wait)
-    }
-
-    fn abort(&mut self) {
-        // The consumer sees the ring closed inside the message: an error
-        // there, never the cut message as a whole one.
-        flow::close_producer(self.p, self.inner);
-    }
-}
-
 impl TxEnd {
     pub(crate) fn new(p: Producer<'static, Raw>, inner: Arc<Inner>) -> TxEnd {
         TxEnd {
@@ -51,25 +32,12 @@ impl TxEnd {
         }
     }
 
-    /// Sends one message: all of it (`Ok`), none of it (a wait ran out before
-    /// its first record), or — if it stays stuck part-way past the grace
-    /// period — a poisoned sending side (see [`crate::proto::send`]).
+    /// Sends one message (see [`flow::send`]).
+    #[inline]
     pub(crate) fn send(&mut self, msg: &[u8], wait: Wait) -> io::Result<()> {
-        self.state.check()?;
         self.inner.check_len(msg.len())?;
-        if wait == Wait::Never {
-            // Without waiting, only a message that fits now goes: then every
-            // record is pushed without waiting, so nothing is ever cut.
-            let lens = flow::record_lens(msg.len(), self.p.chunk());
-            if !self.p.fits(lens).map_err(|c| invalid(c.0))? {
-                if self.p.peer_closed() {
-                    return Err(flow::peer_closed());
-                }
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-        }
         let TxEnd { p, state, inner } = self;
-        state.send(&mut RingSink { p, inner }, &mut Outgoing::raw(msg), wait)
+        flow::send(p, state, &**inner, msg, wait)
     }
 
     /// Writes a `len`-byte message in place: reserve one record, let `fill`
@@ -97,7 +65,8 @@ impl TxEnd {
                 io::ErrorKind::InvalidInput,
                 format!(
                     "send_with can write at most {} bytes in place on channel {:?} (the ring size \
-                     minus 8); ask for a larger ring (ChannelOptions::capacity) or use send",
+                     minus 16: the record's header and the next one's); ask for a larger ring \
+                     (ChannelOptions::capacity) or use send",
                     self.p.max_record(),
                     self.inner.name
                 ),

@@ -46,6 +46,7 @@ impl Link for Inner {
 
 impl Inner {
     /// Refuses a message larger than the peer accepts.
+    #[inline]
     pub(crate) fn check_len(&self, len: usize) -> std::io::Result<()> {
         if len > self.peer_max as usize {
             return Err(std::io::Error::new(

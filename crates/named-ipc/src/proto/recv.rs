@@ -80,20 +80,31 @@ impl RecvState {
     }
 
     /// Inside a message (some of it may be stashed or still in flight).
+    #[inline]
     pub(crate) fn is_mid(&self) -> bool {
         self.current.is_some()
     }
 
     /// The announced length of the current message, if any.
+    #[inline]
     pub(crate) fn total(&self) -> Option<u64> {
         self.current.flatten()
     }
 
+    /// Between messages, nothing kept from an interrupted one and nothing
+    /// wrong: a receive may deliver a message that arrived whole directly.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.current.is_none() && self.stash.is_empty() && self.poison.is_none()
+    }
+
+    #[inline]
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poison.is_some()
     }
 
     /// Fails with the sticky error, if any.
+    #[inline]
     pub(crate) fn check(&self) -> io::Result<()> {
         match &self.poison {
             Some(p) => Err(p.to_io()),
@@ -104,6 +115,7 @@ impl RecvState {
     /// Starts a receive of a whole message into `out`: fails if poisoned;
     /// otherwise `out` is cleared and gets back the part of the current
     /// message an interrupted call kept.
+    #[inline]
     pub(crate) fn begin(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         self.check()?;
         out.clear();
@@ -116,6 +128,7 @@ impl RecvState {
     /// A message begins; `total` is its length when the transport announced
     /// it. A message over the limit poisons the receiver before any of its
     /// bytes are read or any memory is reserved for it.
+    #[inline]
     pub(crate) fn start(&mut self, total: Option<u64>) -> io::Result<()> {
         if let Some(t) = total {
             if t > u64::from(self.max) {
@@ -128,12 +141,14 @@ impl RecvState {
     }
 
     /// `n` more bytes of the current message were taken off the transport.
+    #[inline]
     pub(crate) fn took(&mut self, n: usize) {
         self.got += n as u64;
     }
 
     /// Bytes of the current message taken off the transport (see
     /// [`took`](Self::took)).
+    #[inline]
     pub(crate) fn got(&self) -> u64 {
         self.got
     }
@@ -145,6 +160,7 @@ impl RecvState {
     }
 
     /// The current message is complete.
+    #[inline]
     pub(crate) fn finish(&mut self) {
         self.current = None;
         self.got = 0;

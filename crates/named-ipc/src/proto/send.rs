@@ -249,7 +249,15 @@ impl SendState {
         true
     }
 
+    /// Nothing poisoned and no kept tail to finish first: a new message may
+    /// go out directly (a transport's fast path checks this first).
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        self.poison.is_none() && self.tail_sent >= self.tail.len()
+    }
+
     /// Fails with the sticky error, if the sending side is poisoned.
+    #[inline]
     pub(crate) fn check(&self) -> io::Result<()> {
         match &self.poison {
             Some(p) => Err(p.to_io()),
@@ -300,6 +308,7 @@ impl SendState {
 
     /// Sends all of `out` through `sink` per the contract in the [module
     /// docs](self), after a kept tail, if any.
+    #[inline]
     pub(crate) fn send<S: Sink + ?Sized>(
         &mut self,
         sink: &mut S,
@@ -386,6 +395,7 @@ impl SendState {
         r
     }
 
+    #[inline]
     fn drive<S: Sink + ?Sized>(
         &mut self,
         sink: &mut S,

@@ -351,11 +351,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.suite != Suite::Shm {
         plan.extend(RTT_PIPE.iter().map(|t| ("rtt", *t)));
     }
-    let cells: Vec<(&'static str, &'static str, usize)> = a
+    let cells: Vec<Cell> = a
         .sizes
         .iter()
         .flat_map(|&size| plan.iter().map(move |&(test, t)| (test, t, size)))
         .collect();
+    let cells = only(cells, &a.only)?;
     let bar = ProgressBar::new((repeat * cells.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
@@ -403,9 +404,76 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The cells `--only` keeps: those of the named transports and the
+/// baselines their ratios need, in the plan's order. Empty: all of them.
+fn only(cells: Vec<Cell>, names: &[String]) -> Result<Vec<Cell>> {
+    if names.is_empty() {
+        return Ok(cells);
+    }
+    for n in names {
+        if !cells.iter().any(|c| c.1 == n) {
+            let mut known: Vec<&str> = cells.iter().map(|c| c.1).collect();
+            known.sort_unstable();
+            known.dedup();
+            usage!(
+                "--only: no row {n:?} in this suite; its rows are {}",
+                known.join(", ")
+            );
+        }
+    }
+    let chosen = |c: &Cell| names.iter().any(|n| n == c.1);
+    let needed: Vec<Cell> = cells
+        .iter()
+        .filter(|c| chosen(c))
+        .filter_map(|&(test, t, size)| report::baseline(test, t, size).map(|b| (test, b, size)))
+        .collect();
+    Ok(cells
+        .into_iter()
+        .filter(|c| chosen(c) || needed.contains(c))
+        .collect())
+}
+
+/// One measurement of a repetition: test, transport, size.
+type Cell = (&'static str, &'static str, usize);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_keeps_the_named_rows_and_their_baselines() {
+        let cells: Vec<Cell> = [64, 1 << 20]
+            .into_iter()
+            .flat_map(|size| {
+                [
+                    ("rtt", "shm-spin", size),
+                    ("rtt", "raw-spin", size),
+                    ("rtt", "raw-futex", size),
+                    ("throughput", "shm-zero-copy", size),
+                    ("throughput", "shm-spin", size),
+                    ("throughput", "raw-ring", size),
+                    ("throughput", "memcpy", size),
+                ]
+            })
+            .collect();
+        let kept = only(cells.clone(), &["shm-zero-copy".into()]).unwrap();
+        assert_eq!(
+            kept,
+            vec![
+                ("throughput", "shm-zero-copy", 64),
+                ("throughput", "shm-spin", 64),
+                ("throughput", "shm-zero-copy", 1 << 20),
+                ("throughput", "memcpy", 1 << 20),
+            ]
+        );
+        assert_eq!(only(cells.clone(), &[]).unwrap(), cells);
+        let e = only(cells, &["shm-fast".into()]).unwrap_err();
+        let e = e.downcast_ref::<crate::UsageError>().unwrap().to_string();
+        assert!(
+            e.contains("no row \"shm-fast\"") && e.contains("raw-ring"),
+            "{e}"
+        );
+    }
 
     fn usage_text(r: Result<Placement>) -> String {
         let e = r.unwrap_err();

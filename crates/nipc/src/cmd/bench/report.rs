@@ -74,7 +74,7 @@ impl Measurement {
 }
 
 /// What each measured row is compared with.
-fn baseline(test: &str, transport: &str, size: usize) -> Option<&'static str> {
+pub(super) fn baseline(test: &str, transport: &str, size: usize) -> Option<&'static str> {
     match (test, transport) {
         ("rtt", "shm-spin") => Some("raw-spin"),
         ("rtt", "shm-blocking") => Some("raw-futex"),

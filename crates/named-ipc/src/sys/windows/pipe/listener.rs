@@ -122,11 +122,14 @@ impl Listener {
         Ok(l)
     }
 
-    /// The first instance, for a driver that manages instances itself (the
-    /// async listener).
+    /// A listening instance with no operation in flight (at first, the
+    /// instance `bind` created), for a driver that manages instances itself
+    /// (the async listener).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(super) fn take_first(&self) -> Option<OwnedHandle> {
-        lock(&self.pending).pop().map(|i| i.handle)
+        let mut pending = lock(&self.pending);
+        let idle = pending.iter().position(|i| !i.connecting)?;
+        Some(pending.swap_remove(idle).handle)
     }
 
     /// A new instance of the pipe (`ERROR_PIPE_BUSY` when all are taken).
