@@ -35,8 +35,9 @@ async fn server() -> Result<(), Box<dyn std::error::Error>> {
                     // Halves: receiving and sending need no lock.
                     let (mut tx, mut rx) = conn.into_split();
                     let r: std::io::Result<()> = async {
-                        // Read each message in place and write the reply
-                        // straight into the ring: no copy in between.
+                        // Read each message in place (a guard releases it on
+                        // drop) and write the reply into the ring through a
+                        // permit (nothing goes until `commit`).
                         while let Some(msg) = rx.recv_in_place().await? {
                             let mut bytes = msg.in_place().to_vec();
                             drop(msg);
