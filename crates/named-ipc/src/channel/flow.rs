@@ -982,6 +982,41 @@ mod loom_tests {
         });
     }
 
+    /// Review: a receive that returns publishes its position with
+    /// `publish_quiet` (no fence); when the consumer then finds the ring
+    /// empty, `publish` sees nothing new to publish and skips the fence and
+    /// the look at the producer's waiting flag. A producer that armed its
+    /// sleep in between, reading the old position, is never woken. The
+    /// blocking producer hides this behind its 50 ms re-check; an async
+    /// producer (a reactor sleeper, modelled here by a sleeper with no
+    /// timeout) has none and sleeps forever. A 128-byte ring, an empty
+    /// message (8 bytes: less than the eighth of the ring that `release`
+    /// publishes at once), then a record that needs the whole ring.
+    #[test]
+    fn a_quietly_published_release_still_wakes_a_producer_waiting_for_room() {
+        loom::model(|| {
+            let ctl = Arc::new(Control::new());
+            let mem = Arc::new(Cells::new(128));
+            let (c2, m2) = (ctl.clone(), mem.clone());
+            let t = loom::thread::spawn(move || {
+                let mut p = Producer::new(&c2, &*m2);
+                let mut st = SendState::new("loom");
+                send(&mut p, &mut st, &Sleeper, &[], Wait::Block).unwrap();
+                let r = reserve(&mut p, &Sleeper, 112, &mut Wait::Block).unwrap();
+                p.fill(&r, &[&[2u8; 112]]);
+                commit(&mut p, &Sleeper, r);
+            });
+            let mut c = Consumer::new(&ctl, &*mem);
+            let mut st = RecvState::new("loom", 1 << 20);
+            let mut out = Vec::new();
+            recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap();
+            assert!(out.is_empty());
+            recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap();
+            assert_eq!(out, [2u8; 112]);
+            t.join().unwrap();
+        });
+    }
+
     /// The consumer closes while the producer sleeps for room: the producer
     /// wakes and fails with `BrokenPipe` instead of sleeping forever.
     #[test]
