@@ -508,3 +508,102 @@ async fn many_concurrent_connections() {
     }
     server.abort();
 }
+
+/// Review: the rest of a cancelled multi-record send goes before a message
+/// taken by `try_send` (which must push the rest first, never slip the new
+/// message in as a record inside the cut one).
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_tail_goes_before_a_try_send() {
+    let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
+    let big = payload(1, 1 << 20);
+    assert!(cancel_after(3, c.send(&big)).await.is_none());
+    let reader = tokio::spawn(async move {
+        let a = s.recv().await?;
+        let b = s.recv().await?;
+        io::Result::Ok((a, b, s))
+    });
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        match c.try_send(b"small") {
+            Ok(()) => break,
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+                assert!(tokio::time::Instant::now() < deadline, "try_send never took it");
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    let (a, b, _s) = reader.await.unwrap().unwrap();
+    assert!(a.as_ref() == Some(&big), "the cut message was not completed first");
+    assert_eq!(b.as_deref(), Some(&b"small"[..]));
+}
+
+/// Review: the rest of a cancelled multi-record send goes before a message
+/// written in place through a permit.
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_tail_goes_before_a_permit() {
+    let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
+    let big = payload(1, 1 << 20);
+    assert!(cancel_after(3, c.send(&big)).await.is_none());
+    let reader = tokio::spawn(async move {
+        let a = s.recv().await?;
+        let b = s.recv().await?;
+        io::Result::Ok((a, b, s))
+    });
+    let mut permit = c.reserve(8).await.unwrap();
+    permit.in_place().copy_from_slice(b"in place");
+    permit.commit();
+    let (a, b, _s) = reader.await.unwrap().unwrap();
+    assert!(a.as_ref() == Some(&big), "the cut message was not completed first");
+    assert_eq!(b.as_deref(), Some(&b"in place"[..]));
+}
+
+/// Review: a stream dropped with a kept tail completes the message (on a
+/// runtime task), then closes: the reader gets it whole, then the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_dropped_with_a_kept_tail_completes_it_then_ends() {
+    let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
+    let big = payload(1, 1 << 20);
+    assert!(cancel_after(3, c.send(&big)).await.is_none());
+    drop(c);
+    let a = s.recv().await.unwrap();
+    assert!(a.as_ref() == Some(&big), "the cut message was not completed");
+    assert!(s.recv().await.unwrap().is_none());
+}
+
+/// Review: permits dropped without a commit, including reservations of the
+/// largest record at every position of the ring (whose padding may have
+/// gone out on its own), send nothing and leave the stream working: a
+/// blocked receiver is woken by the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_permits_of_every_size_leave_the_stream_working() {
+    let mut o = opts(Duration::ZERO);
+    o.capacity(4096);
+    let (_l, c, s) = pair(&o).await;
+    let max = c.max_in_place();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(m) = s.recv().await? {
+            got.push(m);
+        }
+        io::Result::Ok(got)
+    });
+    let mut want = Vec::new();
+    for i in 0..300u64 {
+        let len = [0, 1, 8, 100, max - 8, max][i as usize % 6];
+        let p = tokio::time::timeout(STEP, c.reserve(len)).await.expect("reserve hung").unwrap();
+        drop(p);
+        let m = payload(i, (i as usize * 37) % 500);
+        tokio::time::timeout(STEP, c.send(&m)).await.expect("send hung").unwrap();
+        want.push(m);
+        let mut p = tokio::time::timeout(STEP, c.reserve(max)).await.expect("reserve hung").unwrap();
+        let m = payload(i + 1000, max);
+        p.in_place().copy_from_slice(&m);
+        p.commit();
+        want.push(m);
+    }
+    drop(c);
+    let got = tokio::time::timeout(STEP, reader).await.expect("reader hung").unwrap().unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "messages differ");
+}
