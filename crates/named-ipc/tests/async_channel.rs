@@ -528,13 +528,19 @@ async fn a_kept_tail_goes_before_a_try_send() {
             Ok(()) => break,
             Err(e) => {
                 assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
-                assert!(tokio::time::Instant::now() < deadline, "try_send never took it");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "try_send never took it"
+                );
                 tokio::task::yield_now().await;
             }
         }
     }
     let (a, b, _s) = reader.await.unwrap().unwrap();
-    assert!(a.as_ref() == Some(&big), "the cut message was not completed first");
+    assert!(
+        a.as_ref() == Some(&big),
+        "the cut message was not completed first"
+    );
     assert_eq!(b.as_deref(), Some(&b"small"[..]));
 }
 
@@ -554,7 +560,10 @@ async fn a_kept_tail_goes_before_a_permit() {
     permit.in_place().copy_from_slice(b"in place");
     permit.commit();
     let (a, b, _s) = reader.await.unwrap().unwrap();
-    assert!(a.as_ref() == Some(&big), "the cut message was not completed first");
+    assert!(
+        a.as_ref() == Some(&big),
+        "the cut message was not completed first"
+    );
     assert_eq!(b.as_deref(), Some(&b"in place"[..]));
 }
 
@@ -567,7 +576,10 @@ async fn a_stream_dropped_with_a_kept_tail_completes_it_then_ends() {
     assert!(cancel_after(3, c.send(&big)).await.is_none());
     drop(c);
     let a = s.recv().await.unwrap();
-    assert!(a.as_ref() == Some(&big), "the cut message was not completed");
+    assert!(
+        a.as_ref() == Some(&big),
+        "the cut message was not completed"
+    );
     assert!(s.recv().await.unwrap().is_none());
 }
 
@@ -591,19 +603,86 @@ async fn dropped_permits_of_every_size_leave_the_stream_working() {
     let mut want = Vec::new();
     for i in 0..300u64 {
         let len = [0, 1, 8, 100, max - 8, max][i as usize % 6];
-        let p = tokio::time::timeout(STEP, c.reserve(len)).await.expect("reserve hung").unwrap();
+        let p = tokio::time::timeout(STEP, c.reserve(len))
+            .await
+            .expect("reserve hung")
+            .unwrap();
         drop(p);
         let m = payload(i, (i as usize * 37) % 500);
-        tokio::time::timeout(STEP, c.send(&m)).await.expect("send hung").unwrap();
+        tokio::time::timeout(STEP, c.send(&m))
+            .await
+            .expect("send hung")
+            .unwrap();
         want.push(m);
-        let mut p = tokio::time::timeout(STEP, c.reserve(max)).await.expect("reserve hung").unwrap();
+        let mut p = tokio::time::timeout(STEP, c.reserve(max))
+            .await
+            .expect("reserve hung")
+            .unwrap();
         let m = payload(i + 1000, max);
         p.in_place().copy_from_slice(&m);
         p.commit();
         want.push(m);
     }
     drop(c);
-    let got = tokio::time::timeout(STEP, reader).await.expect("reader hung").unwrap().unwrap();
+    let got = tokio::time::timeout(STEP, reader)
+        .await
+        .expect("reader hung")
+        .unwrap()
+        .unwrap();
     assert_eq!(got.len(), want.len());
     assert!(got == want, "messages differ");
+}
+
+/// Review: a stream dropped outside a runtime with a kept tail finishes it
+/// on the dropping thread within the grace period (one second), sleeping on
+/// the bell its async end also watches through the reactor (Unix: its
+/// eventfd, polled; Windows: an auto-reset event that a thread-pool wait of
+/// the async end keeps waiting on too — each wake-up it takes is one the
+/// blocking sleep misses, which then sleeps out its 50 ms slice). A reader
+/// on another runtime reads all along: 1 MiB through 4 KiB rings (some 256
+/// ring-fulls) must arrive whole, then the end.
+#[test]
+fn a_stream_dropped_outside_a_runtime_finishes_its_tail_for_a_reading_peer() {
+    let rt_server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let rt_client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut o = opts(Duration::ZERO);
+    o.capacity(4096);
+    let name = unique("chan");
+    let l = rt_server
+        .block_on(async { ShmListener::bind_with(&name, &o) })
+        .unwrap();
+    let accepted = rt_server.spawn(async move {
+        let s = l.accept().await?;
+        io::Result::Ok((l, s))
+    });
+    let mut co = o.clone();
+    co.timeout(STEP);
+    let c = rt_client
+        .block_on(ShmStream::connect_with(&name, &co))
+        .unwrap();
+    let (_l, s) = rt_server.block_on(accepted).unwrap().unwrap();
+    let big = payload(1, 1 << 20);
+    assert!(rt_client.block_on(cancel_after(3, c.send(&big))).is_none());
+    // The reader starts only now, on its own runtime's thread.
+    let reader = rt_server.spawn(async move {
+        let a = s.recv().await?;
+        let b = s.recv().await;
+        io::Result::Ok((a, b))
+    });
+    // Outside any runtime: the drop finishes the tail on this thread.
+    drop(c);
+    let (a, b) = rt_server.block_on(reader).unwrap().unwrap();
+    assert!(
+        a.as_ref() == Some(&big),
+        "the kept tail was not completed: {:?} bytes",
+        a.as_ref().map(Vec::len)
+    );
+    assert!(b.unwrap().is_none());
 }

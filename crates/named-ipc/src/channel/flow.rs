@@ -272,6 +272,10 @@ impl Drop for Parked<'_> {
     }
 }
 
+/// How many wake-ups that found nothing one poll of [`poll_wait`] takes
+/// before it yields.
+const MAX_EMPTY_WAKES_PER_POLL: u32 = 8;
+
 /// [`wait_on`] for a task: runs `attempt` until it yields, spinning first
 /// (on the calling thread, for the link's spin budget), then sleeping
 /// through `doze` — `Pending` with the flag up, woken by the peer's ring or
@@ -286,6 +290,7 @@ pub(crate) fn poll_wait<T, L: Link + ?Sized, D: Doze + ?Sized>(
     mut attempt: impl FnMut() -> io::Result<Option<T>>,
 ) -> Poll<io::Result<T>> {
     let bell = park.bell;
+    let mut empty_wakes = 0u32;
     loop {
         if park.asleep {
             if doze.poll_doze(cx).is_pending() {
@@ -296,6 +301,15 @@ pub(crate) fn poll_wait<T, L: Link + ?Sized, D: Doze + ?Sized>(
                 Ok(Some(v)) => return Poll::Ready(Ok(v)),
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Err(e)),
+            }
+            // Rung with nothing to show for it, again and again: a peer
+            // that floods our wake-up object. Yield (the task is polled
+            // again at once) so that it cannot keep this poll looping:
+            // timeouts around the future still fire, other tasks still run.
+            empty_wakes += 1;
+            if empty_wakes >= MAX_EMPTY_WAKES_PER_POLL {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
         } else {
             match attempt() {
@@ -860,6 +874,68 @@ pub(crate) fn recv_interrupted<M: Memory, L: Link + ?Sized>(
 ) {
     st.interrupt(out);
     settle(c, l);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::channel::ring::Control;
+    use std::cell::Cell;
+
+    /// A link whose peer never goes and never spins.
+    struct Quiet;
+
+    impl Link for Quiet {
+        fn sleep(&self, _bell: usize, _word: &AtomicU32, _seen: u32, _timeout: Duration) {}
+        fn wake(&self, _bell: usize, _word: &AtomicU32) {}
+        fn peer_gone(&self) -> bool {
+            false
+        }
+        fn spin(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn bells(&self) -> Bells {
+            Bells::SERVER
+        }
+    }
+
+    /// A wake-up object a hostile peer keeps signalled (it writes to the
+    /// eventfd, or sets the event, in a loop): every look finds it rung.
+    struct Flooded;
+
+    impl Doze for Flooded {
+        fn poll_doze(&self, _cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
+        }
+    }
+
+    /// Review: a peer that rings our bell without ever publishing anything
+    /// keeps one poll of an async wait looping (woke, attempt, arm, the bell
+    /// is rung again, ...) without returning: the task never yields, so a
+    /// `tokio::time::timeout` around it never fires and, on a
+    /// current-thread runtime, nothing else runs. A poll must return
+    /// `Pending` (waking itself) after a bounded number of rounds. The
+    /// attempt fails after 100 000 rounds so that the bug ends the test
+    /// instead of hanging it.
+    #[test]
+    fn a_flooded_bell_cannot_keep_one_poll_looping() {
+        let ctl = Control::new();
+        let mut park = Parked::new(&ctl.data.0);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let rounds = Cell::new(0u32);
+        let r = poll_wait(&Quiet, &Flooded, &mut park, &mut cx, || {
+            rounds.set(rounds.get() + 1);
+            if rounds.get() > 100_000 {
+                return Err(io::Error::other("still looping"));
+            }
+            Ok(None::<()>)
+        });
+        assert!(
+            r.is_pending(),
+            "one poll made {} attempts and returned {r:?}",
+            rounds.get()
+        );
+    }
 }
 
 #[cfg(all(test, loom))]
