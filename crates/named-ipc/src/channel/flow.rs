@@ -306,6 +306,9 @@ pub(crate) fn poll_wait<T, L: Link + ?Sized, D: Doze + ?Sized>(
             // that floods our wake-up object. Yield (the task is polled
             // again at once) so that it cannot keep this poll looping:
             // timeouts around the future still fire, other tasks still run.
+            // (On Unix tokio's cooperative budget, spent by each
+            // `AsyncFd::poll_read_ready`, bounds this too; the Windows
+            // thread-pool doze spends none.)
             empty_wakes += 1;
             if empty_wakes >= MAX_EMPTY_WAKES_PER_POLL {
                 cx.waker().wake_by_ref();
