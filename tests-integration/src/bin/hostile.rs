@@ -1117,7 +1117,7 @@ mod fake {
         let _ = std::fs::remove_file(path);
         let l = UnixListener::bind(path).expect("bind");
         say("READY");
-        let (mut sock, _) = l.accept().expect("accept");
+        let (sock, _) = l.accept().expect("accept");
         // Nobody else may connect; and the name is not left behind.
         drop(l);
         let _ = std::fs::remove_file(path);
