@@ -686,3 +686,42 @@ fn a_stream_dropped_outside_a_runtime_finishes_its_tail_for_a_reading_peer() {
     );
     assert!(b.unwrap().is_none());
 }
+
+/// Review: a listener dropped while clients' handshakes are under way (on
+/// the blocking pool) leaves no client hanging: each connect fails, or its
+/// stream reads the end (the server's channel is dropped once its
+/// handshake finishes), and sends fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_dropped_with_handshakes_in_flight_leaves_no_client_hanging() {
+    for round in 0..10u32 {
+        let o = opts(Duration::ZERO);
+        let name = unique("chan");
+        let l = ShmListener::bind_with(&name, &o).unwrap();
+        let mut co = o.clone();
+        // A client that finds no server waits this long for one to appear.
+        co.timeout(Duration::from_secs(1));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (name, co) = (name.clone(), co.clone());
+                tokio::spawn(async move { ShmStream::connect_with(&name, &co).await })
+            })
+            .collect();
+        // Drive accept a little (clients arrive, handshakes start), then
+        // drop the future and the listener.
+        let _ = cancel_after(round % 5, l.accept()).await;
+        tokio::task::yield_now().await;
+        drop(l);
+        for c in clients {
+            let c = tokio::time::timeout(STEP, c)
+                .await
+                .expect("connect hung")
+                .unwrap();
+            if let Ok(c) = c {
+                let r = tokio::time::timeout(STEP, c.recv())
+                    .await
+                    .expect("recv hung");
+                assert!(matches!(r, Ok(None) | Err(_)), "round {round}: {r:?}");
+            }
+        }
+    }
+}
