@@ -328,6 +328,7 @@ pub(crate) fn attach(
 pub(crate) struct AsyncDoze {
     bell: ::tokio::io::unix::AsyncFd<Arc<OwnedFd>>,
     watch: ::tokio::io::unix::AsyncFd<OwnedFd>,
+    recheck: crate::sys::Recheck,
 }
 
 #[cfg(feature = "tokio")]
@@ -349,6 +350,7 @@ impl AsyncDoze {
         Ok(AsyncDoze {
             bell: bell.map_err(io::Error::from)?,
             watch: watch.map_err(io::Error::from)?,
+            recheck: crate::sys::Recheck::new(crate::channel::flow::PEER_CHECK),
         })
     }
 }
@@ -364,7 +366,8 @@ impl crate::channel::flow::Doze for AsyncDoze {
         }
         loop {
             match self.bell.poll_read_ready(cx) {
-                Poll::Pending => return Poll::Pending,
+                // A wake-up missed (see `Recheck`) costs at most a period.
+                Poll::Pending => return self.recheck.poll(cx),
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(mut guard)) => {
                     match guard.try_io(|fd| drain(fd.get_ref().as_fd())) {
