@@ -730,3 +730,52 @@ fn a_channel_peer_that_reads_nothing_gets_timeouts_not_false_oks() {
         peer.wait_ok();
     }
 }
+
+/// Review: a server that rings an async client's wake-up descriptors without
+/// end (and publishes nothing) must not keep one poll of the client's
+/// receive looping: the task has to yield, so that a timeout around it
+/// fires and the other tasks of its (current-thread) runtime run. (Here
+/// tokio's cooperative budget, which each readiness poll of the eventfd
+/// spends, already forces the yield; `channel::flow`'s unit test
+/// `a_flooded_bell_cannot_keep_one_poll_looping` shows the wait loop itself,
+/// as the Windows thread-pool doze drives it, needed its own bound.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_flooding_an_async_clients_wake_ups_cannot_stall_its_runtime() {
+    let name = unique("fake-flood");
+    let mut srv = Peer::hostile(&["fake-chan-server", &name, "flood-wakers"]);
+    srv.expect("READY");
+    let (rt, c) = with_watchdog("connect an async client", move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let c = rt
+            .block_on(named_ipc::tokio::ShmStream::connect_timeout(&name, STEP))
+            .unwrap();
+        (rt, c)
+    });
+    srv.expect("HANDSHAKEN");
+    srv.expect("FLOODING");
+    let (timed_out, ticks) = with_watchdog(
+        "an async receive woken for nothing, without end",
+        move || {
+            rt.block_on(async {
+                let ticker = tokio::spawn(async {
+                    let mut n = 0u32;
+                    loop {
+                        tokio::task::yield_now().await;
+                        n += 1;
+                        if n == 1000 {
+                            return n;
+                        }
+                    }
+                });
+                let r = tokio::time::timeout(Duration::from_millis(300), c.recv()).await;
+                (r.is_err(), ticker.await.unwrap())
+            })
+        },
+    );
+    assert!(timed_out, "the receive returned although nothing was sent");
+    assert_eq!(ticks, 1000);
+}

@@ -508,3 +508,220 @@ async fn many_concurrent_connections() {
     }
     server.abort();
 }
+
+/// Review: the rest of a cancelled multi-record send goes before a message
+/// taken by `try_send` (which must push the rest first, never slip the new
+/// message in as a record inside the cut one).
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_tail_goes_before_a_try_send() {
+    let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
+    let big = payload(1, 1 << 20);
+    assert!(cancel_after(3, c.send(&big)).await.is_none());
+    let reader = tokio::spawn(async move {
+        let a = s.recv().await?;
+        let b = s.recv().await?;
+        io::Result::Ok((a, b, s))
+    });
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        match c.try_send(b"small") {
+            Ok(()) => break,
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "try_send never took it"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    let (a, b, _s) = reader.await.unwrap().unwrap();
+    assert!(
+        a.as_ref() == Some(&big),
+        "the cut message was not completed first"
+    );
+    assert_eq!(b.as_deref(), Some(&b"small"[..]));
+}
+
+/// Review: the rest of a cancelled multi-record send goes before a message
+/// written in place through a permit.
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_tail_goes_before_a_permit() {
+    let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
+    let big = payload(1, 1 << 20);
+    assert!(cancel_after(3, c.send(&big)).await.is_none());
+    let reader = tokio::spawn(async move {
+        let a = s.recv().await?;
+        let b = s.recv().await?;
+        io::Result::Ok((a, b, s))
+    });
+    let mut permit = c.reserve(8).await.unwrap();
+    permit.in_place().copy_from_slice(b"in place");
+    permit.commit();
+    let (a, b, _s) = reader.await.unwrap().unwrap();
+    assert!(
+        a.as_ref() == Some(&big),
+        "the cut message was not completed first"
+    );
+    assert_eq!(b.as_deref(), Some(&b"in place"[..]));
+}
+
+/// Review: a stream dropped with a kept tail completes the message (on a
+/// runtime task), then closes: the reader gets it whole, then the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_dropped_with_a_kept_tail_completes_it_then_ends() {
+    let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
+    let big = payload(1, 1 << 20);
+    assert!(cancel_after(3, c.send(&big)).await.is_none());
+    drop(c);
+    let a = s.recv().await.unwrap();
+    assert!(
+        a.as_ref() == Some(&big),
+        "the cut message was not completed"
+    );
+    assert!(s.recv().await.unwrap().is_none());
+}
+
+/// Review: permits dropped without a commit, including reservations of the
+/// largest record at every position of the ring (whose padding may have
+/// gone out on its own), send nothing and leave the stream working: a
+/// blocked receiver is woken by the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_permits_of_every_size_leave_the_stream_working() {
+    let mut o = opts(Duration::ZERO);
+    o.capacity(4096);
+    let (_l, c, s) = pair(&o).await;
+    let max = c.max_in_place();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(m) = s.recv().await? {
+            got.push(m);
+        }
+        io::Result::Ok(got)
+    });
+    let mut want = Vec::new();
+    for i in 0..300u64 {
+        let len = [0, 1, 8, 100, max - 8, max][i as usize % 6];
+        let p = tokio::time::timeout(STEP, c.reserve(len))
+            .await
+            .expect("reserve hung")
+            .unwrap();
+        drop(p);
+        let m = payload(i, (i as usize * 37) % 500);
+        tokio::time::timeout(STEP, c.send(&m))
+            .await
+            .expect("send hung")
+            .unwrap();
+        want.push(m);
+        let mut p = tokio::time::timeout(STEP, c.reserve(max))
+            .await
+            .expect("reserve hung")
+            .unwrap();
+        let m = payload(i + 1000, max);
+        p.in_place().copy_from_slice(&m);
+        p.commit();
+        want.push(m);
+    }
+    drop(c);
+    let got = tokio::time::timeout(STEP, reader)
+        .await
+        .expect("reader hung")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "messages differ");
+}
+
+/// Review: a stream dropped outside a runtime with a kept tail finishes it
+/// on the dropping thread within the grace period (one second), sleeping on
+/// the bell its async end also watches through the reactor (Unix: its
+/// eventfd, polled; Windows: an auto-reset event that a thread-pool wait of
+/// the async end keeps waiting on too — each wake-up it takes is one the
+/// blocking sleep misses, which then sleeps out its 50 ms slice). A reader
+/// on another runtime reads all along: 1 MiB through 4 KiB rings (some 256
+/// ring-fulls) must arrive whole, then the end.
+#[test]
+fn a_stream_dropped_outside_a_runtime_finishes_its_tail_for_a_reading_peer() {
+    let rt_server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let rt_client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut o = opts(Duration::ZERO);
+    o.capacity(4096);
+    let name = unique("chan");
+    let l = rt_server
+        .block_on(async { ShmListener::bind_with(&name, &o) })
+        .unwrap();
+    let accepted = rt_server.spawn(async move {
+        let s = l.accept().await?;
+        io::Result::Ok((l, s))
+    });
+    let mut co = o.clone();
+    co.timeout(STEP);
+    let c = rt_client
+        .block_on(ShmStream::connect_with(&name, &co))
+        .unwrap();
+    let (_l, s) = rt_server.block_on(accepted).unwrap().unwrap();
+    let big = payload(1, 1 << 20);
+    assert!(rt_client.block_on(cancel_after(3, c.send(&big))).is_none());
+    // The reader starts only now, on its own runtime's thread.
+    let reader = rt_server.spawn(async move {
+        let a = s.recv().await?;
+        let b = s.recv().await;
+        io::Result::Ok((a, b))
+    });
+    // Outside any runtime: the drop finishes the tail on this thread.
+    drop(c);
+    let (a, b) = rt_server.block_on(reader).unwrap().unwrap();
+    assert!(
+        a.as_ref() == Some(&big),
+        "the kept tail was not completed: {:?} bytes",
+        a.as_ref().map(Vec::len)
+    );
+    assert!(b.unwrap().is_none());
+}
+
+/// Review: a listener dropped while clients' handshakes are under way (on
+/// the blocking pool) leaves no client hanging: each connect fails, or its
+/// stream reads the end (the server's channel is dropped once its
+/// handshake finishes), and sends fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_dropped_with_handshakes_in_flight_leaves_no_client_hanging() {
+    for round in 0..10u32 {
+        let o = opts(Duration::ZERO);
+        let name = unique("chan");
+        let l = ShmListener::bind_with(&name, &o).unwrap();
+        let mut co = o.clone();
+        // A client that finds no server waits this long for one to appear.
+        co.timeout(Duration::from_secs(1));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (name, co) = (name.clone(), co.clone());
+                tokio::spawn(async move { ShmStream::connect_with(&name, &co).await })
+            })
+            .collect();
+        // Drive accept a little (clients arrive, handshakes start), then
+        // drop the future and the listener.
+        let _ = cancel_after(round % 5, l.accept()).await;
+        tokio::task::yield_now().await;
+        drop(l);
+        for c in clients {
+            let c = tokio::time::timeout(STEP, c)
+                .await
+                .expect("connect hung")
+                .unwrap();
+            if let Ok(c) = c {
+                let r = tokio::time::timeout(STEP, c.recv())
+                    .await
+                    .expect("recv hung");
+                assert!(matches!(r, Ok(None) | Err(_)), "round {round}: {r:?}");
+            }
+        }
+    }
+}

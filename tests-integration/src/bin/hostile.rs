@@ -1040,6 +1040,56 @@ mod fake {
         Ok(fd)
     }
 
+    /// Reads exactly `buf.len()` bytes, keeping every descriptor attached
+    /// to the first part (up to 4).
+    fn recv_fds(sock: &UnixStream, buf: &mut [u8]) -> io::Result<Vec<OwnedFd>> {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(4 * std::mem::size_of::<RawFd>() as u32) } as usize;
+        let mut cbuf = vec![0u64; space.div_ceil(8)];
+        // SAFETY: all-zero is a valid msghdr.
+        let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = &mut iov;
+        m.msg_iovlen = 1;
+        m.msg_control = cbuf.as_mut_ptr().cast();
+        m.msg_controllen = space as _;
+        // SAFETY: m points at live buffers.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut m, libc::MSG_CMSG_CLOEXEC) };
+        if n <= 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "no client hello",
+            ));
+        }
+        let mut fds = Vec::new();
+        // SAFETY: walking the control messages the kernel wrote into cbuf;
+        // each descriptor in them is new and ours.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&m);
+            if !c.is_null()
+                && (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SCM_RIGHTS
+            {
+                let data_len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..data_len / std::mem::size_of::<RawFd>() {
+                    let mut raw: RawFd = -1;
+                    std::ptr::copy_nonoverlapping(
+                        libc::CMSG_DATA(c).add(i * std::mem::size_of::<RawFd>()),
+                        (&mut raw as *mut RawFd).cast::<u8>(),
+                        std::mem::size_of::<RawFd>(),
+                    );
+                    fds.push(OwnedFd::from_raw_fd(raw));
+                }
+            }
+        }
+        let mut s = sock;
+        s.read_exact(&mut buf[n as usize..])?;
+        Ok(fds)
+    }
+
     fn frame(body: &[u8]) -> Vec<u8> {
         let mut v = (body.len() as u32).to_le_bytes().to_vec();
         v.extend_from_slice(body);
@@ -1051,7 +1101,9 @@ mod fake {
     /// (segment header), `bad-hello` (hello magic), `hello-handles` (a Unix
     /// hello that lists handles), `no-fd` (no descriptor attached),
     /// `cap-mismatch` (the hello and the segment disagree on the ring size),
-    /// `silent` (never answer).
+    /// `silent` (never answer), `flood-wakers` (a correct one, then the
+    /// async client's wake-up descriptors are rung without end; prints
+    /// `FLOODING`).
     pub(super) fn server(name: &str, start: &str) {
         let path = named_ipc::name::pipe_os_name(name).expect("name");
         let path = std::path::Path::new(&path);
@@ -1065,12 +1117,14 @@ mod fake {
         let _ = std::fs::remove_file(path);
         let l = UnixListener::bind(path).expect("bind");
         say("READY");
-        let (mut sock, _) = l.accept().expect("accept");
+        let (sock, _) = l.accept().expect("accept");
         // Nobody else may connect; and the name is not left behind.
         drop(l);
         let _ = std::fs::remove_file(path);
         let mut hi = [0u8; 4 + 28];
-        sock.read_exact(&mut hi).expect("client hello");
+        // An async client attaches its wake-up descriptors (eventfds) to its
+        // hello: `flood-wakers` keeps them, to ring them without end.
+        let wakers = recv_fds(&sock, &mut hi).expect("client hello");
         assert_eq!(&hi[..4], &28u32.to_le_bytes(), "client hello length");
         assert_eq!(&hi[4..12], b"NIPC-CL1", "client hello magic");
         if start == "silent" {
@@ -1135,6 +1189,22 @@ mod fake {
         let attach = (start != "no-fd").then(|| fd.as_raw_fd());
         send_with_fd(&sock, &frame(&hello), attach).expect("send hello");
         say("HANDSHAKEN");
+        if start == "flood-wakers" {
+            // Ring the client's wake-up descriptors without end, publishing
+            // nothing: its async waits are woken again and again for nothing.
+            assert!(
+                !wakers.is_empty(),
+                "the client attached no wake-up descriptors"
+            );
+            std::thread::spawn(move || loop {
+                for fd in &wakers {
+                    // SAFETY: writes 8 bytes from a live buffer to a
+                    // descriptor we own; an error (a full counter) is fine.
+                    unsafe { libc::write(fd.as_raw_fd(), (&1u64 as *const u64).cast(), 8) };
+                }
+            });
+            say("FLOODING");
+        }
         // Keep the socket open: its hang-up is how the victim learns we left.
         let _keep = sock;
         run(seg);

@@ -272,6 +272,10 @@ impl Drop for Parked<'_> {
     }
 }
 
+/// How many wake-ups that found nothing one poll of [`poll_wait`] takes
+/// before it yields.
+const MAX_EMPTY_WAKES_PER_POLL: u32 = 8;
+
 /// [`wait_on`] for a task: runs `attempt` until it yields, spinning first
 /// (on the calling thread, for the link's spin budget), then sleeping
 /// through `doze` — `Pending` with the flag up, woken by the peer's ring or
@@ -286,6 +290,7 @@ pub(crate) fn poll_wait<T, L: Link + ?Sized, D: Doze + ?Sized>(
     mut attempt: impl FnMut() -> io::Result<Option<T>>,
 ) -> Poll<io::Result<T>> {
     let bell = park.bell;
+    let mut empty_wakes = 0u32;
     loop {
         if park.asleep {
             if doze.poll_doze(cx).is_pending() {
@@ -296,6 +301,18 @@ pub(crate) fn poll_wait<T, L: Link + ?Sized, D: Doze + ?Sized>(
                 Ok(Some(v)) => return Poll::Ready(Ok(v)),
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Err(e)),
+            }
+            // Rung with nothing to show for it, again and again: a peer
+            // that floods our wake-up object. Yield (the task is polled
+            // again at once) so that it cannot keep this poll looping:
+            // timeouts around the future still fire, other tasks still run.
+            // (On Unix tokio's cooperative budget, spent by each
+            // `AsyncFd::poll_read_ready`, bounds this too; the Windows
+            // thread-pool doze spends none.)
+            empty_wakes += 1;
+            if empty_wakes >= MAX_EMPTY_WAKES_PER_POLL {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
         } else {
             match attempt() {
@@ -862,6 +879,136 @@ pub(crate) fn recv_interrupted<M: Memory, L: Link + ?Sized>(
     settle(c, l);
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::channel::ring::Control;
+    use std::cell::Cell;
+
+    /// A link whose peer never goes and never spins.
+    struct Quiet;
+
+    impl Link for Quiet {
+        fn sleep(&self, _bell: usize, _word: &AtomicU32, _seen: u32, _timeout: Duration) {}
+        fn wake(&self, _bell: usize, _word: &AtomicU32) {}
+        fn peer_gone(&self) -> bool {
+            false
+        }
+        fn spin(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn bells(&self) -> Bells {
+            Bells::SERVER
+        }
+    }
+
+    /// Plain heap memory for single-threaded tests.
+    struct Heap(std::cell::RefCell<Vec<u8>>);
+
+    impl Memory for &Heap {
+        fn len(&self) -> usize {
+            self.0.borrow().len()
+        }
+        fn read(&self, offset: usize, dst: &mut [u8]) {
+            dst.copy_from_slice(&self.0.borrow()[offset..offset + dst.len()]);
+        }
+        fn write(&self, offset: usize, src: &[u8]) {
+            self.0.borrow_mut()[offset..offset + src.len()].copy_from_slice(src);
+        }
+        fn load_header(&self, offset: usize) -> u64 {
+            let mut w = [0u8; 8];
+            self.read(offset, &mut w);
+            u64::from_ne_bytes(w)
+        }
+        fn store_header(&self, offset: usize, word: u64) {
+            self.write(offset, &word.to_ne_bytes());
+        }
+    }
+
+    /// Review: a message of several records stopped part-way (its rest kept
+    /// by the sending state, as a cancelled async send leaves it), then a
+    /// send that would take the one-record fast path: the kept rest goes
+    /// first, so the consumer gets the first message whole, then the second.
+    #[test]
+    fn a_kept_tail_goes_before_a_message_that_could_take_the_fast_path() {
+        let ctl = Control::new();
+        let heap = Heap(std::cell::RefCell::new(vec![0; 4096]));
+        let mut p = Producer::new(&ctl, &heap);
+        let mut c = Consumer::new(&ctl, &heap);
+        let mut st = SendState::new("t");
+        let big: Vec<u8> = (0..6000u32).map(|i| i as u8).collect();
+        let mut out = Outgoing::raw(&big);
+        let e = st
+            .send_ready(
+                &mut RingSink {
+                    p: &mut p,
+                    l: &Quiet,
+                },
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(out.sent() > 0 && out.sent() < big.len());
+        assert!(st.keep_rest(&out), "a part-way message keeps its rest");
+        // The consumer takes what is there (part of `big`), freeing room.
+        let mut rs = RecvState::new("t", 1 << 20);
+        let mut got = Vec::new();
+        let e = recv(&mut c, &mut rs, &Quiet, &mut got, Wait::Never).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        // Room for a small message now: the fast path must not take it
+        // before the rest of `big`.
+        send(&mut p, &mut st, &Quiet, b"small", Wait::Block).unwrap();
+        assert_eq!(
+            recv(&mut c, &mut rs, &Quiet, &mut got, Wait::Never).unwrap(),
+            Some(big.len())
+        );
+        assert!(got == big, "the first message arrived damaged");
+        assert_eq!(
+            recv(&mut c, &mut rs, &Quiet, &mut got, Wait::Never).unwrap(),
+            Some(5)
+        );
+        assert_eq!(got, b"small");
+    }
+
+    /// A wake-up object a hostile peer keeps signalled (it writes to the
+    /// eventfd, or sets the event, in a loop): every look finds it rung.
+    struct Flooded;
+
+    impl Doze for Flooded {
+        fn poll_doze(&self, _cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Ready(())
+        }
+    }
+
+    /// Review: a peer that rings our bell without ever publishing anything
+    /// keeps one poll of an async wait looping (woke, attempt, arm, the bell
+    /// is rung again, ...) without returning: the task never yields, so a
+    /// `tokio::time::timeout` around it never fires and, on a
+    /// current-thread runtime, nothing else runs. A poll must return
+    /// `Pending` (waking itself) after a bounded number of rounds. The
+    /// attempt fails after 100 000 rounds so that the bug ends the test
+    /// instead of hanging it.
+    #[test]
+    fn a_flooded_bell_cannot_keep_one_poll_looping() {
+        let ctl = Control::new();
+        let mut park = Parked::new(&ctl.data.0);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let rounds = Cell::new(0u32);
+        let r = poll_wait(&Quiet, &Flooded, &mut park, &mut cx, || {
+            rounds.set(rounds.get() + 1);
+            if rounds.get() > 100_000 {
+                return Err(io::Error::other("still looping"));
+            }
+            Ok(None::<()>)
+        });
+        assert!(
+            r.is_pending(),
+            "one poll made {} attempts and returned {r:?}",
+            rounds.get()
+        );
+    }
+}
+
 #[cfg(all(test, loom))]
 #[allow(unsafe_code)]
 mod loom_tests {
@@ -981,6 +1128,50 @@ mod loom_tests {
             t.join().unwrap();
         });
     }
+
+    /// Review: a receive that returns publishes its position with
+    /// `publish_quiet` (no fence); when the consumer then finds the ring
+    /// empty, `publish` sees nothing new to publish and skips the fence and
+    /// the look at the producer's waiting flag. A producer that armed its
+    /// sleep in between, reading the old position, is never woken. The
+    /// blocking producer hides this behind its 50 ms re-check; an async
+    /// producer (a reactor sleeper, modelled here by a sleeper with no
+    /// timeout) has none and sleeps forever. A 128-byte ring, an empty
+    /// message (8 bytes: less than the eighth of the ring that `release`
+    /// publishes at once), then a record that needs the whole ring.
+    #[test]
+    fn a_quietly_published_release_still_wakes_a_producer_waiting_for_room() {
+        loom::model(|| {
+            let ctl = Arc::new(Control::new());
+            let mem = Arc::new(Cells::new(128));
+            let (c2, m2) = (ctl.clone(), mem.clone());
+            let t = loom::thread::spawn(move || {
+                let mut p = Producer::new(&c2, &*m2);
+                let mut st = SendState::new("loom");
+                send(&mut p, &mut st, &Sleeper, &[], Wait::Block).unwrap();
+                let r = reserve(&mut p, &Sleeper, 112, &mut Wait::Block).unwrap();
+                p.fill(&r, &[&[2u8; 112]]);
+                commit(&mut p, &Sleeper, r);
+            });
+            let mut c = Consumer::new(&ctl, &*mem);
+            let mut st = RecvState::new("loom", 1 << 20);
+            let mut out = Vec::new();
+            recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap();
+            assert!(out.is_empty());
+            recv(&mut c, &mut st, &Sleeper, &mut out, Wait::Block).unwrap();
+            assert_eq!(out, [2u8; 112]);
+            t.join().unwrap();
+        });
+    }
+
+    // The rest of the finding above: a consumer that published quietly and
+    // then stops receiving until the producer makes progress elsewhere
+    // leaves a producer that read the older position asleep until it looks
+    // again. Both sleepers look again periodically — the blocking one after
+    // each PEER_CHECK slice, the async one through its `Doze`'s
+    // `sys::Recheck` timer (unit-tested there) — so it costs at most one
+    // period. loom cannot model that: its stale loads may repeat without
+    // end, where hardware makes the store visible within nanoseconds.
 
     /// The consumer closes while the producer sleeps for room: the producer
     /// wakes and fails with `BrokenPipe` instead of sleeping forever.

@@ -71,17 +71,16 @@ impl RxEnd {
             return Ok(Some(out));
         }
         self.st.check()?;
+        // One wait for the whole receive: anchored by the first record's
+        // wait, it bounds the assembly of the rest too.
+        let mut wait = wait;
         if !self.st.is_mid() {
             let RxEnd { c, st, inner, .. } = self;
             let inner = &**inner;
             let ctl = c.control();
-            let first = flow::wait_on(
-                inner,
-                &mut { wait },
-                &ctl.data.0,
-                inner.bells.rx_data,
-                || flow::next_record(c, st, inner),
-            )?;
+            let first = flow::wait_on(inner, &mut wait, &ctl.data.0, inner.bells.rx_data, || {
+                flow::next_record(c, st, inner)
+            })?;
             let Some(r) = first else {
                 return st.end_of_stream(Some(0)).map(|_| None);
             };

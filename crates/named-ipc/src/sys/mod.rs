@@ -217,3 +217,69 @@ impl Backoff {
         true
     }
 }
+
+/// A periodic re-check for a task asleep on a shared-memory channel bell:
+/// `Ready` once every `period` while it sleeps. A blocking sleeper looks at
+/// the ring again after each liveness slice, so a wake-up it missed costs it
+/// at most that slice; an async sleeper would otherwise sleep until the next
+/// ring, which may never come (a consumer that published what it freed
+/// without looking at the sleep flag, then stopped receiving). Created on
+/// first use, on the runtime's timer (the runtime needs its time driver, as
+/// for `connect`).
+#[cfg(feature = "tokio")]
+pub(crate) struct Recheck {
+    period: Duration,
+    timer: std::sync::Mutex<Option<std::pin::Pin<Box<::tokio::time::Sleep>>>>,
+}
+
+#[cfg(feature = "tokio")]
+impl Recheck {
+    pub(crate) fn new(period: Duration) -> Recheck {
+        Recheck {
+            period,
+            timer: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Ready` when a period has passed since the timer was (re)started,
+    /// which restarts it; otherwise `Pending` with `cx`'s waker registered.
+    pub(crate) fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::future::Future;
+        let mut timer = crate::lock(&self.timer);
+        let sleep = timer.get_or_insert_with(|| Box::pin(::tokio::time::sleep(self.period)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            let next = ::tokio::time::Instant::now() + self.period;
+            sleep.as_mut().reset(next);
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod recheck_tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use super::Recheck;
+
+    /// A task asleep with nothing ringing still looks again, every period:
+    /// what saves an async sleeper from a wake-up it missed.
+    #[tokio::test]
+    async fn a_sleeper_nobody_wakes_is_woken_every_period() {
+        let r = Recheck::new(Duration::from_millis(5));
+        let mut first = true;
+        let pending_first = poll_fn(|cx| {
+            let p = r.poll(cx).is_pending();
+            Poll::Ready(std::mem::replace(&mut first, false) && p)
+        })
+        .await;
+        assert!(pending_first, "a fresh recheck must not fire at once");
+        for round in 0..3 {
+            tokio::time::timeout(Duration::from_secs(30), poll_fn(|cx| r.poll(cx)))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the recheck never fired"));
+        }
+    }
+}

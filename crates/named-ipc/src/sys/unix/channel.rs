@@ -328,6 +328,7 @@ pub(crate) fn attach(
 pub(crate) struct AsyncDoze {
     bell: ::tokio::io::unix::AsyncFd<Arc<OwnedFd>>,
     watch: ::tokio::io::unix::AsyncFd<OwnedFd>,
+    recheck: crate::sys::Recheck,
 }
 
 #[cfg(feature = "tokio")]
@@ -349,6 +350,7 @@ impl AsyncDoze {
         Ok(AsyncDoze {
             bell: bell.map_err(io::Error::from)?,
             watch: watch.map_err(io::Error::from)?,
+            recheck: crate::sys::Recheck::new(crate::channel::flow::PEER_CHECK),
         })
     }
 }
@@ -364,7 +366,8 @@ impl crate::channel::flow::Doze for AsyncDoze {
         }
         loop {
             match self.bell.poll_read_ready(cx) {
-                Poll::Pending => return Poll::Pending,
+                // A wake-up missed (see `Recheck`) costs at most a period.
+                Poll::Pending => return self.recheck.poll(cx),
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(mut guard)) => {
                     match guard.try_io(|fd| drain(fd.get_ref().as_fd())) {
@@ -434,22 +437,24 @@ mod tests {
         fd
     }
 
-    fn hello() -> Vec<u8> {
+    fn hello(wakers: u32) -> Vec<u8> {
         Hello {
             max_message: 1 << 20,
             capacity: CAPACITY as u64,
             segment_len: Layout::new(CAPACITY).total as u64,
             server_pid: std::process::id(),
-            wakers: 0,
+            wakers,
             handles: Vec::new(),
         }
         .encode()
     }
 
-    /// Sends the handshake frame with `fds` attached, as a server would.
+    /// Sends the handshake frame with `fds` attached, as a server would
+    /// (announcing every descriptor after the first as a wake-up one).
     fn send_hello(pipe: &PipeStream, fds: &[BorrowedFd<'_>]) {
-        let mut frame = encode_header(hello().len()).unwrap().to_vec();
-        frame.extend_from_slice(&hello());
+        let hello = hello(fds.len().saturating_sub(1) as u32);
+        let mut frame = encode_header(hello.len()).unwrap().to_vec();
+        frame.extend_from_slice(&hello);
         let sock = pipe.sys().watch_fd().unwrap();
         let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
         let mut control = SendAncillaryBuffer::new(&mut space);
@@ -556,6 +561,45 @@ mod tests {
         let n = std::io::Read::read(&mut witness, &mut b)
             .expect("the client kept a copy of the extra descriptor open");
         assert_eq!(n, 0);
+    }
+
+    fn sealed_segment() -> OwnedFd {
+        segment(
+            total(),
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )
+    }
+
+    /// Review: a server's wake-up descriptors that are the write ends of
+    /// pipes (which block, or raise SIGPIPE, on write) are refused, and
+    /// every copy the client had is closed (the read ends see end of file).
+    #[test]
+    fn pipes_as_wake_up_descriptors_are_refused_and_closed() {
+        let (r1, w1) = rustix::pipe::pipe().unwrap();
+        let (r2, w2) = rustix::pipe::pipe().unwrap();
+        let err = connect_to_hostile_server(vec![sealed_segment(), w1, w2]);
+        expect_refusal(&err, "not an event descriptor");
+        for r in [r1, r2] {
+            let mut p = [rustix::event::PollFd::new(&r, rustix::event::PollFlags::IN)];
+            let ts = crate::sys::unix::timespec(STEP);
+            assert_eq!(rustix::event::poll(&mut p, Some(&ts)).unwrap(), 1);
+            let mut b = [0u8; 1];
+            assert_eq!(
+                rustix::io::read(&r, &mut b).unwrap(),
+                0,
+                "the client kept a copy of a wake-up descriptor it refused"
+            );
+        }
+    }
+
+    /// Review: a regular file (here a memfd, which writes would grow) as a
+    /// wake-up descriptor is refused.
+    #[test]
+    fn a_regular_file_as_a_wake_up_descriptor_is_refused() {
+        let file = rustix::fs::memfd_create(c"nipc-waker", MemfdFlags::CLOEXEC).unwrap();
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        let err = connect_to_hostile_server(vec![sealed_segment(), file, w]);
+        expect_refusal(&err, "not an event descriptor");
     }
 
     #[test]

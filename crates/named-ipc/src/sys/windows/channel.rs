@@ -368,6 +368,7 @@ pub(crate) struct AsyncDoze {
     // unregistered, waiting for a running callback) first.
     on_event: super::pool_wait::PoolWait,
     on_peer: super::pool_wait::PoolWait,
+    recheck: crate::sys::Recheck,
     _event: OwnedHandle,
     _peer: OwnedHandle,
 }
@@ -392,6 +393,7 @@ impl AsyncDoze {
         Ok(AsyncDoze {
             on_event,
             on_peer,
+            recheck: crate::sys::Recheck::new(crate::channel::flow::PEER_CHECK),
             _event: event,
             _peer: peer,
         })
@@ -408,6 +410,7 @@ impl crate::channel::flow::Doze for AsyncDoze {
         if self.on_event.take_fired() || self.on_peer.fired() {
             return std::task::Poll::Ready(());
         }
-        std::task::Poll::Pending
+        // A wake-up missed (see `Recheck`) costs at most a period.
+        self.recheck.poll(cx)
     }
 }
