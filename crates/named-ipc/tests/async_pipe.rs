@@ -268,6 +268,15 @@ async fn cancelled_accepts_lose_no_client() {
 /// The Stream/Sink adapters, over a split stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_and_sink_adapters_keep_messages() {
+    stream_and_sink_adapters().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stream_and_sink_adapters_keep_messages_current_thread() {
+    stream_and_sink_adapters().await;
+}
+
+async fn stream_and_sink_adapters() {
     let (_l, c, s) = pair(&ListenerOptions::new(), PipeMode::Message).await;
     let (rx, tx) = s.into_split();
     let echo = tokio::spawn(async move {
