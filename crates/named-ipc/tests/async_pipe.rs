@@ -391,3 +391,33 @@ async fn dropping_a_stream_completes_a_started_message() {
     assert!(m.unwrap() == big);
     assert_eq!(end, None);
 }
+
+/// A message still going out when its stream is dropped, and a peer that
+/// reads nothing for longer than the grace period (one second): the
+/// sending side is closed and the peer's receive fails with
+/// `UnexpectedEof` — never a cut message taken for a whole one.
+async fn an_unread_started_message_is_an_error_not_a_cut_message() {
+    let mut o = ListenerOptions::new();
+    o.max_message_size(16 << 20);
+    let (_l, c, s) = pair(&o, PipeMode::Message).await;
+    let big = payload(10, 8 << 20);
+    let r = tokio::time::timeout(Duration::from_millis(20), c.send(&big)).await;
+    assert!(r.is_err(), "an 8 MiB send finished with nobody reading");
+    drop(c);
+    // The grace period is what this test is about: let it run out, nobody
+    // reading.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = tokio::time::timeout(STEP, s.recv()).await.unwrap();
+    let e = got.expect_err("a message cut by the drop was delivered");
+    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unread_started_message_is_an_error_not_a_cut_message_current_thread() {
+    an_unread_started_message_is_an_error_not_a_cut_message().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_started_message_is_an_error_not_a_cut_message_multi_thread() {
+    an_unread_started_message_is_an_error_not_a_cut_message().await;
+}
