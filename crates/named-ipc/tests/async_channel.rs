@@ -440,6 +440,15 @@ async fn close_is_the_end_and_a_cut_message_an_error() {
 /// not lost: a later accept returns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_accepts_lose_no_client() {
+    cancelled_accepts().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_accepts_lose_no_client_current_thread() {
+    cancelled_accepts().await;
+}
+
+async fn cancelled_accepts() {
     let name = unique("acc");
     let l = ShmListener::bind(&name).unwrap();
     let n = 20;

@@ -237,6 +237,15 @@ async fn select_and_timeout_cancel_cleanly() {
 /// is accepted by a later call, none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_accepts_lose_no_client() {
+    cancelled_accepts().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_accepts_lose_no_client_current_thread() {
+    cancelled_accepts().await;
+}
+
+async fn cancelled_accepts() {
     let name = unique("acc");
     let l = PipeListener::bind(&name).unwrap();
     let n = 200u64;
