@@ -404,7 +404,10 @@ async fn dropping_a_stream_completes_a_started_message() {
 /// A message still going out when its stream is dropped, and a peer that
 /// reads nothing for longer than the grace period (one second): the
 /// sending side is closed and the peer's receive fails with
-/// `UnexpectedEof` — never a cut message taken for a whole one.
+/// `UnexpectedEof` — never a cut message taken for a whole one. On Windows
+/// a cancelled write the peer has not started reading is withdrawn whole
+/// (seen under Wine; the blocking pipe's test allows the same), and the
+/// peer then reads the end of the stream, as if it was never sent.
 async fn an_unread_started_message_is_an_error_not_a_cut_message() {
     let mut o = ListenerOptions::new();
     o.max_message_size(16 << 20);
@@ -417,8 +420,14 @@ async fn an_unread_started_message_is_an_error_not_a_cut_message() {
     // reading.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let got = tokio::time::timeout(STEP, s.recv()).await.unwrap();
-    let e = got.expect_err("a message cut by the drop was delivered");
-    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    match got {
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}"),
+        Ok(None) if cfg!(windows) => {}
+        Ok(m) => panic!(
+            "a message cut by the drop was delivered: {:?}",
+            m.map(|m| m.len())
+        ),
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
