@@ -183,6 +183,15 @@ pub(super) fn tput_channel(ctx: &Ctx, spin: Duration, size: usize) -> Result<Mea
 
 /// The peer roles of the async rows; `false` if `a.role` is none of them.
 pub(super) fn peer(a: &BenchPeerArgs) -> Result<bool> {
+    const ROLES: [&str; 4] = [
+        "pipe-echo-async",
+        "pipe-sink-async",
+        "chan-echo-async",
+        "chan-sink-async",
+    ];
+    if !ROLES.contains(&a.role.as_str()) {
+        return Ok(false);
+    }
     let size = a.size;
     let rt = runtime()?;
     match a.role.as_str() {
@@ -225,7 +234,7 @@ pub(super) fn peer(a: &BenchPeerArgs) -> Result<bool> {
             while rx.recv().await?.is_some() {}
             Ok::<_, anyhow::Error>(())
         })?,
-        _ => return Ok(false),
+        other => bail!("unknown async bench role {other:?}"),
     }
     Ok(true)
 }
