@@ -87,24 +87,10 @@ fn blocking_client_talks_to_an_async_server() {
 /// all its connections at once) on one async listener: every one is
 /// accepted and served. The server needs ~10,000 descriptors: this test
 /// raises its soft `RLIMIT_NOFILE` to the hard limit (the peers raise
-/// theirs too).
+/// theirs too). Runs under Wine too (about 30 s there).
 #[test]
-#[cfg_attr(
-    windows,
-    ignore = "the Windows tests run under Wine, where every pipe instance and wait is a \
-              wineserver round trip and 10,000 clients take too long for CI; \
-              a_thousand_concurrent_async_clients_on_one_listener runs there instead; \
-              run this one with --ignored on Windows"
-)]
 fn ten_thousand_concurrent_async_clients_on_one_listener() {
     many_concurrent_async_clients(2, 5000);
-}
-
-/// The Windows CI size (Wine) of the test above.
-#[cfg(windows)]
-#[test]
-fn a_thousand_concurrent_async_clients_on_one_listener() {
-    many_concurrent_async_clients(2, 500);
 }
 
 /// `procs` processes of `per` async clients each, all connected at once,
