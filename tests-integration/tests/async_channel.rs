@@ -252,8 +252,11 @@ fn many_concurrent_async_channel_clients() {
                 let served = served.clone();
                 tokio::spawn(async move {
                     while let Some(m) = conn.recv().await? {
-                        conn.send(&m).await?;
+                        // Counted before the echo leaves: the client may
+                        // see the last echo, and the test read the count,
+                        // before this task runs again after the send.
                         served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        conn.send(&m).await?;
                     }
                     std::io::Result::Ok(())
                 });

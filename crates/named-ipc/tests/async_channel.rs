@@ -440,6 +440,15 @@ async fn close_is_the_end_and_a_cut_message_an_error() {
 /// not lost: a later accept returns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_accepts_lose_no_client() {
+    cancelled_accepts().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_accepts_lose_no_client_current_thread() {
+    cancelled_accepts().await;
+}
+
+async fn cancelled_accepts() {
     let name = unique("acc");
     let l = ShmListener::bind(&name).unwrap();
     let n = 20;
@@ -724,4 +733,33 @@ async fn a_listener_dropped_with_handshakes_in_flight_leaves_no_client_hanging()
             }
         }
     }
+}
+
+/// A message of many records whose first records are in the ring when the
+/// stream is dropped, and a peer that reads nothing for longer than the
+/// grace period (one second): the sending side is closed and the peer's
+/// receive fails with `UnexpectedEof` — never a cut message taken for a
+/// whole one.
+async fn an_unread_started_message_is_an_error_not_a_cut_message() {
+    let (_l, c, s) = pair(&opts(Duration::ZERO)).await;
+    let big = payload(10, 1 << 20);
+    // The 64 KiB ring fills and nobody reads: the send stops part-way.
+    assert!(cancel_after(2, c.send(&big)).await.is_none());
+    drop(c);
+    // The grace period is what this test is about: let it run out, nobody
+    // reading.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = tokio::time::timeout(STEP, s.recv()).await.unwrap();
+    let e = got.expect_err("a message cut by the drop was delivered");
+    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unread_started_message_is_an_error_not_a_cut_message_current_thread() {
+    an_unread_started_message_is_an_error_not_a_cut_message().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_started_message_is_an_error_not_a_cut_message_multi_thread() {
+    an_unread_started_message_is_an_error_not_a_cut_message().await;
 }

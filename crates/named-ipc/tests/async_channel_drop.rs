@@ -9,25 +9,7 @@ mod support;
 use std::time::Duration;
 
 use named_ipc::tokio::{ChannelOptions, ShmListener, ShmStream};
-use support::{cancel_after, payload, STEP};
-
-/// Open descriptors of this process.
-#[cfg(target_os = "linux")]
-fn handles() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Open handles of this process.
-#[cfg(windows)]
-#[allow(unsafe_code)]
-fn handles() -> usize {
-    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
-    let mut n = 0u32;
-    // SAFETY: the pseudo-handle of this process and a valid out-pointer.
-    let ok = unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) };
-    assert_ne!(ok, 0, "GetProcessHandleCount failed");
-    n as usize
-}
+use support::{cancel_after, handles, payload, STEP};
 
 async fn pair(n: u64) -> (ShmListener, ShmStream, ShmStream) {
     let name = format!("nacd-{}-{n}", std::process::id());

@@ -1,12 +1,14 @@
 //! Dropping async pipes in every state leaks no descriptor (Linux:
-//! /proc/self/fd). Alone in its test binary, so no other test's descriptors
-//! come and go during the count.
-#![cfg(all(feature = "tokio", target_os = "linux"))]
+//! /proc/self/fd) and no handle (Windows: `GetProcessHandleCount`; runs
+//! under Wine): streams, halves and listeners idle, with a read, a write or
+//! an accept in flight. Alone in its test binary, so no other test's
+//! descriptors come and go during the count.
+#![cfg(all(feature = "tokio", any(target_os = "linux", windows)))]
 
 mod support;
 
 use named_ipc::tokio::{ConnectOptions, ListenerOptions, PipeListener, PipeMode, PipeStream};
-use support::{cancel_after, payload, STEP};
+use support::{cancel_after, handles, payload, STEP};
 
 async fn pair(n: u64) -> (PipeListener, PipeStream, PipeStream) {
     let name = format!("nad-{}-{n}", std::process::id());
@@ -17,35 +19,59 @@ async fn pair(n: u64) -> (PipeListener, PipeStream, PipeStream) {
     (l, c.unwrap(), s.unwrap())
 }
 
-/// Drops in every state leak no descriptor (Linux: /proc/self/fd).
+/// One round of drops in every state.
+async fn round(i: u64) {
+    // Halves: a receive and an accept pending when dropped, a send
+    // part-way through a message nobody reads yet.
+    let (l, c, s) = pair(i).await;
+    let (rx, tx) = s.into_split();
+    assert!(cancel_after(1, rx.recv()).await.is_none());
+    assert!(cancel_after(1, l.accept()).await.is_none());
+    let big = payload(i, 1 << 20);
+    assert!(cancel_after(2, c.send(&big)).await.is_none());
+    // The write half idle, the listener with its accept in flight.
+    drop(tx);
+    drop(l);
+    // The reader half reads what the stream completes at its drop.
+    let t = tokio::spawn(async move {
+        let first = rx.recv().await?;
+        let end = rx.recv().await?;
+        std::io::Result::Ok((first, end))
+    });
+    drop(c);
+    let (first, end) = t.await.unwrap().unwrap();
+    assert!(first.is_none_or(|m| m == big));
+    assert!(end.is_none());
+
+    // Whole streams: one idle, one with a read in flight.
+    let (l, c, s) = pair(i + 10_000).await;
+    assert!(cancel_after(1, s.recv()).await.is_none());
+    drop(s);
+    drop(c);
+    // A listener dropped idle (its spare instance listening).
+    drop(l);
+
+    // A stream dropped with a write in flight whose reader never reads (the
+    // grace period runs out) and a reader half dropped with its read in
+    // flight; then the other ends.
+    let (l, c, s) = pair(i + 20_000).await;
+    let (rx, tx) = c.into_split();
+    assert!(cancel_after(1, rx.recv()).await.is_none());
+    assert!(cancel_after(2, tx.send(&big)).await.is_none());
+    drop(rx);
+    drop(tx);
+    drop(s);
+    drop(l);
+}
+
 #[tokio::test(flavor = "current_thread")]
-async fn drops_in_flight_leak_no_descriptor() {
-    fn fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").unwrap().count()
+async fn drops_in_flight_leak_no_descriptor_or_handle() {
+    // Warm up the runtime's own descriptors, its blocking pool and (Windows)
+    // the thread pool's wait threads.
+    round(1000).await;
+    let before = handles();
+    for i in 0..30u64 {
+        round(i).await;
     }
-    // Warm up the runtime's own descriptors.
-    drop(pair(1000).await);
-    let before = fds();
-    for i in 0..50u64 {
-        let (l, c, s) = pair(i).await;
-        let (rx, tx) = s.into_split();
-        // A receive and an accept pending, a send part-way.
-        assert!(cancel_after(1, rx.recv()).await.is_none());
-        assert!(cancel_after(1, l.accept()).await.is_none());
-        let big = payload(i, 1 << 20);
-        assert!(cancel_after(2, c.send(&big)).await.is_none());
-        drop(tx);
-        drop(l);
-        // The reader half reads what the stream completes at its drop.
-        let t = tokio::spawn(async move {
-            let first = rx.recv().await?;
-            let end = rx.recv().await?;
-            std::io::Result::Ok((first, end))
-        });
-        drop(c);
-        let (first, end) = t.await.unwrap().unwrap();
-        assert!(first.is_none_or(|m| m == big));
-        assert!(end.is_none());
-    }
-    assert_eq!(fds(), before);
+    assert_eq!(handles(), before);
 }

@@ -237,6 +237,15 @@ async fn select_and_timeout_cancel_cleanly() {
 /// is accepted by a later call, none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_accepts_lose_no_client() {
+    cancelled_accepts().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_accepts_lose_no_client_current_thread() {
+    cancelled_accepts().await;
+}
+
+async fn cancelled_accepts() {
     let name = unique("acc");
     let l = PipeListener::bind(&name).unwrap();
     let n = 200u64;
@@ -268,6 +277,15 @@ async fn cancelled_accepts_lose_no_client() {
 /// The Stream/Sink adapters, over a split stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_and_sink_adapters_keep_messages() {
+    stream_and_sink_adapters().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stream_and_sink_adapters_keep_messages_current_thread() {
+    stream_and_sink_adapters().await;
+}
+
+async fn stream_and_sink_adapters() {
     let (_l, c, s) = pair(&ListenerOptions::new(), PipeMode::Message).await;
     let (rx, tx) = s.into_split();
     let echo = tokio::spawn(async move {
@@ -381,4 +399,43 @@ async fn dropping_a_stream_completes_a_started_message() {
     let (m, end) = reader.await.unwrap().unwrap();
     assert!(m.unwrap() == big);
     assert_eq!(end, None);
+}
+
+/// A message still going out when its stream is dropped, and a peer that
+/// reads nothing for longer than the grace period (one second): the
+/// sending side is closed and the peer's receive fails with
+/// `UnexpectedEof` — never a cut message taken for a whole one. On Windows
+/// a cancelled write the peer has not started reading is withdrawn whole
+/// (seen under Wine; the blocking pipe's test allows the same), and the
+/// peer then reads the end of the stream, as if it was never sent.
+async fn an_unread_started_message_is_an_error_not_a_cut_message() {
+    let mut o = ListenerOptions::new();
+    o.max_message_size(16 << 20);
+    let (_l, c, s) = pair(&o, PipeMode::Message).await;
+    let big = payload(10, 8 << 20);
+    let r = tokio::time::timeout(Duration::from_millis(20), c.send(&big)).await;
+    assert!(r.is_err(), "an 8 MiB send finished with nobody reading");
+    drop(c);
+    // The grace period is what this test is about: let it run out, nobody
+    // reading.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = tokio::time::timeout(STEP, s.recv()).await.unwrap();
+    match got {
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}"),
+        Ok(None) if cfg!(windows) => {}
+        Ok(m) => panic!(
+            "a message cut by the drop was delivered: {:?}",
+            m.map(|m| m.len())
+        ),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unread_started_message_is_an_error_not_a_cut_message_current_thread() {
+    an_unread_started_message_is_an_error_not_a_cut_message().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_started_message_is_an_error_not_a_cut_message_multi_thread() {
+    an_unread_started_message_is_an_error_not_a_cut_message().await;
 }

@@ -236,10 +236,11 @@ pub struct HoldArg {
 /// Which benchmarks to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
-    /// The pipe and its baseline (a raw Unix socket).
+    /// The pipe and its baseline (a raw Unix socket); the async pipe
+    /// (pipe-async) against the pipe.
     Pipe,
     /// The shared-memory channel and its baselines (raw spin, raw futex, raw
-    /// ring, memcpy).
+    /// ring, memcpy); the async channel (shm-async) against shm-spin.
     Shm,
     /// Both.
     All,

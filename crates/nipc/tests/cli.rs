@@ -359,8 +359,10 @@ fn shm_ls_shows_owner_and_size() {
 }
 
 /// The transports `nipc bench` may report.
-const BENCH_TRANSPORTS: [&str; 11] = [
+const BENCH_TRANSPORTS: [&str; 13] = [
     "shm-spin",
+    "shm-async",
+    "pipe-async",
     "shm-spin-timeouts",
     "shm-zero-copy",
     "shm-blocking",
@@ -462,6 +464,7 @@ fn bench_json_lines_follow_the_documented_shape() {
             ("rtt" | "throughput", "shm-spin" | "shm-blocking")
                 | ("throughput", "shm-spin-timeouts" | "shm-zero-copy")
                 | ("rtt", "pipe-timeouts")
+                | ("rtt" | "throughput", "pipe-async" | "shm-async")
         ) || (test == "rtt" && transport == "pipe" && cfg!(unix));
         for k in ["ratio", "ratio_min", "ratio_max"] {
             assert_eq!(obj[k].is_null(), !has_baseline, "{k} in {line}");
@@ -489,6 +492,11 @@ fn bench_json_lines_follow_the_documented_shape() {
         "throughput/shm-blocking",
         "throughput/raw-ring",
         "throughput/memcpy",
+        "rtt/shm-async",
+        "throughput/shm-async",
+        "rtt/pipe-async",
+        "throughput/pipe",
+        "throughput/pipe-async",
     ];
     if cfg!(unix) {
         want.push("rtt/raw-uds");
@@ -540,8 +548,8 @@ fn bench_table_says_pinning_probes_and_spread() {
         .iter()
         .filter(|l| l.starts_with("rtt ") || l.starts_with("throughput "))
         .collect();
-    // 2 sizes × (4 round-trip + 6 throughput transports), each once.
-    assert_eq!(rows.len(), 20, "{text}");
+    // 2 sizes × (5 round-trip + 7 throughput transports), each once.
+    assert_eq!(rows.len(), 24, "{text}");
     let spin = rows
         .iter()
         .find(|l| l.starts_with("rtt ") && l.contains(" shm-spin ") && l.contains(" 64 "))
@@ -550,6 +558,15 @@ fn bench_table_says_pinning_probes_and_spread() {
     assert!(
         spin.contains("x raw-spin (") && spin.ends_with(')'),
         "{spin}"
+    );
+    // The async row is compared with the sync one of the same repetitions.
+    let spin_async = rows
+        .iter()
+        .find(|l| l.starts_with("rtt ") && l.contains(" shm-async ") && l.contains(" 64 "))
+        .unwrap_or_else(|| panic!("no rtt shm-async 64 row in:\n{text}"));
+    assert!(
+        spin_async.contains("x shm-spin (") && spin_async.ends_with(')'),
+        "{spin_async}"
     );
 }
 

@@ -99,6 +99,12 @@ impl Tx {
 
     async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         let TxParts { doze, end } = self.parts();
+        // The blocking send's fast path first (no kept tail, the whole
+        // message fits now): one record, no sending state, no await point.
+        match end.try_send_now(msg) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
         end.check_send(msg.len())?;
         let mut park = Parked::new(end.space_bell());
         let mut op = Sending {

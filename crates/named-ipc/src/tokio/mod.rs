@@ -49,8 +49,11 @@
 //!   up to one second to finish, as a blocking
 //!   send stuck part-way does; if the peer reads nothing in that time, the
 //!   sending side is closed and the peer's receive fails with
-//!   `UnexpectedEof` rather than delivering a cut message. This is the one
-//!   place a drop can block the thread it runs on.
+//!   `UnexpectedEof` rather than delivering a cut message (on Windows a
+//!   cancelled write the peer has not started reading is withdrawn whole,
+//!   and the peer's receive then reports the end of the stream, as if the
+//!   message had never been sent). This is the one place a drop can block
+//!   the thread it runs on.
 //!
 //! `AsyncWrite::poll_write` in message mode sends its buffer as one message;
 //! once part of it has left it reports the whole buffer written, the rest

@@ -97,3 +97,21 @@ pub fn cancel_after<F: Future>(polls: u32, fut: F) -> CancelAfter<F> {
         polls,
     }
 }
+
+/// Open descriptors of this process (Linux).
+#[cfg(target_os = "linux")]
+pub fn handles() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Open handles of this process (Windows).
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub fn handles() -> usize {
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
+    let mut n = 0u32;
+    // SAFETY: the pseudo-handle of this process and a valid out-pointer.
+    let ok = unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) };
+    assert_ne!(ok, 0, "GetProcessHandleCount failed");
+    n as usize
+}

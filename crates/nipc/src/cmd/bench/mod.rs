@@ -20,17 +20,22 @@
 //! |---|---|
 //! | `shm-spin` | `ShmStream` (split into its lock-free halves), both ends spinning (never sleeping) while they wait |
 //! | `shm-blocking` | the same with no spinning: every wait sleeps in the kernel |
+//! | `shm-async` | `named_ipc::tokio::ShmStream` (split), both ends spinning as `shm-spin` does, on `current_thread` runtimes; compared with `shm-spin` |
 //! | `pipe` | `PipeStream`, message mode |
+//! | `pipe-async` | `named_ipc::tokio::PipeStream`, message mode, on `current_thread` runtimes; compared with `pipe` |
 //! | `raw-spin` | payload copied into shared memory, one atomic flipped, the peer spinning on it: the cache-line limit |
 //! | `raw-futex` | the same with futex wait/wake instead of spinning (Windows: an event pair): the kernel wake-up floor. The minimal correct protocol: a waiter announces itself in a flag and the other side calls `futex_wake` only then. (An unconditional wake is no floor: its ~1 µs syscall lets the reply arrive before the waiter sleeps, so small messages never sleep at all.) |
 //! | `raw-uds` | a fixed-size ping-pong on a plain Unix socket (Unix only) |
-//! | `shm-spin`, `shm-blocking` (throughput) | one way, the receiver copying each message out |
+//! | `shm-spin`, `shm-blocking`, `shm-async` (throughput) | one way, the receiver copying each message out |
+//! | `pipe`, `pipe-async` (throughput) | one way through the message-mode pipe, the receiver copying each message out |
 //! | `raw-ring` | a bare SPSC ring of fixed-size slots in shared memory, no headers, no checks |
 //! | `memcpy` | one copy of the message in one process |
 //!
-//! Files: `transports.rs` (ours), `raw.rs` (the baselines), `peer.rs` (the
-//! second process), `report.rs` (rows, table, JSON, SVG).
+//! Files: `transports.rs` (ours), `asyncs.rs` (ours, async, both sides),
+//! `raw.rs` (the baselines), `peer.rs` (the second process), `report.rs`
+//! (rows, table, JSON, SVG).
 
+mod asyncs;
 mod peer;
 mod raw;
 mod report;
@@ -53,10 +58,18 @@ use crate::cmd::pipe::seconds;
 use crate::out;
 use crate::usage;
 
-const RTT_SHM: [&str; 4] = ["shm-spin", "raw-spin", "shm-blocking", "raw-futex"];
-const RTT_PIPE: [&str; 3] = ["pipe", "pipe-timeouts", "raw-uds"];
-const TPUT_SHM: [&str; 6] = [
+const RTT_SHM: [&str; 5] = [
     "shm-spin",
+    "shm-async",
+    "raw-spin",
+    "shm-blocking",
+    "raw-futex",
+];
+const RTT_PIPE: [&str; 4] = ["pipe", "pipe-async", "pipe-timeouts", "raw-uds"];
+const TPUT_PIPE: [&str; 2] = ["pipe", "pipe-async"];
+const TPUT_SHM: [&str; 7] = [
+    "shm-spin",
+    "shm-async",
     "shm-spin-timeouts",
     "shm-zero-copy",
     "shm-blocking",
@@ -263,6 +276,11 @@ fn measure(
         ("rtt", "raw-futex") => rtt(raw::rtt_raw(ctx, RawWait::Kernel, size)?),
         ("rtt", "pipe") => rtt(transports::rtt_pipe(ctx, size, false)?),
         ("rtt", "pipe-timeouts") => rtt(transports::rtt_pipe(ctx, size, true)?),
+        ("rtt", "pipe-async") => rtt(asyncs::rtt_pipe(ctx, size)?),
+        ("rtt", "shm-async") => rtt(asyncs::rtt_channel(ctx, SPIN, size)?),
+        ("throughput", "pipe") => Some(transports::tput_pipe(ctx, size)?),
+        ("throughput", "pipe-async") => Some(asyncs::tput_pipe(ctx, size)?),
+        ("throughput", "shm-async") => Some(asyncs::tput_channel(ctx, SPIN, size)?),
         ("rtt", "raw-uds") => raw::rtt_uds(ctx, size)?.and_then(rtt),
         ("throughput", "shm-spin") => Some(transports::tput_channel(
             ctx,
@@ -350,6 +368,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if a.suite != Suite::Shm {
         plan.extend(RTT_PIPE.iter().map(|t| ("rtt", *t)));
+        plan.extend(TPUT_PIPE.iter().map(|t| ("throughput", *t)));
     }
     let cells: Vec<Cell> = a
         .sizes
@@ -473,6 +492,44 @@ mod tests {
             e.contains("no row \"shm-fast\"") && e.contains("raw-ring"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn only_takes_the_async_rows_with_the_sync_rows_they_are_compared_with() {
+        let cells: Vec<Cell> = [
+            ("rtt", "shm-spin", 64),
+            ("rtt", "shm-async", 64),
+            ("rtt", "raw-spin", 64),
+            ("throughput", "shm-spin", 1 << 20),
+            ("throughput", "shm-async", 1 << 20),
+            ("throughput", "memcpy", 1 << 20),
+            ("rtt", "pipe", 64),
+            ("rtt", "pipe-async", 64),
+            ("rtt", "raw-uds", 64),
+            ("throughput", "pipe", 64),
+            ("throughput", "pipe-async", 64),
+        ]
+        .into();
+        let kept = only(cells, &["pipe-async".into(), "shm-async".into()]).unwrap();
+        assert_eq!(
+            kept,
+            vec![
+                ("rtt", "shm-spin", 64),
+                ("rtt", "shm-async", 64),
+                ("throughput", "shm-spin", 1 << 20),
+                ("throughput", "shm-async", 1 << 20),
+                ("rtt", "pipe", 64),
+                ("rtt", "pipe-async", 64),
+                ("throughput", "pipe", 64),
+                ("throughput", "pipe-async", 64),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_suite_plans_the_async_rows() {
+        assert!(RTT_SHM.contains(&"shm-async") && TPUT_SHM.contains(&"shm-async"));
+        assert!(RTT_PIPE.contains(&"pipe-async") && TPUT_PIPE.contains(&"pipe-async"));
     }
 
     fn usage_text(r: Result<Placement>) -> String {

@@ -31,6 +31,9 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
         bench_support::set_affinity(&[cpu])
             .with_context(|| format!("cannot pin the benchmark's second process to CPU {cpu}"))?;
     }
+    if super::asyncs::peer(&a)? {
+        return Ok(());
+    }
     let size = a.size;
     match a.role.as_str() {
         "chan-echo" => {
@@ -53,6 +56,20 @@ pub fn peer(a: BenchPeerArgs) -> Result<()> {
             while c.recv_into(&mut buf)?.is_some() {
                 c.send(&buf)?;
             }
+        }
+        "pipe-sink" => {
+            let c = ConnectOptions::new()
+                .mode(PipeMode::Message)
+                .timeout(Duration::from_secs(30))
+                .connect(&a.target)?;
+            let mut buf = Vec::with_capacity(size);
+            let mut n = 0u64;
+            while c.recv_into(&mut buf)?.context("the sender left")? == size {
+                n += 1;
+            }
+            c.send(&n.to_le_bytes())?;
+            // Wait for the measuring side to close.
+            while c.recv()?.is_some() {}
         }
         "chan-sink" | "chan-sink-timeouts" => {
             let (mut tx, mut rx) = connect_channel(&a)?;

@@ -81,6 +81,10 @@ pub(super) fn baseline(test: &str, transport: &str, size: usize) -> Option<&'sta
         ("rtt", "pipe") => Some("raw-uds"),
         // What timeouts cost when nothing times out.
         ("rtt", "pipe-timeouts") => Some("pipe"),
+        // The async ends against the sync ones (targets: pipe <= 1.2x,
+        // channel spinning <= 1.5x round trip).
+        ("rtt" | "throughput", "pipe-async") => Some("pipe"),
+        ("rtt" | "throughput", "shm-async") => Some("shm-spin"),
         ("throughput", "shm-spin-timeouts") => Some("shm-spin"),
         // In place against one copy of the message on one core.
         ("throughput", "shm-zero-copy") if size >= 1 << 20 => Some("memcpy"),

@@ -1,5 +1,5 @@
 //! Our transports, measuring side: the shared-memory channel (`shm-spin`,
-//! `shm-blocking`) and the pipe (`pipe`). Their peers are in `peer.rs`.
+//! `shm-blocking`) and the pipe (`pipe`); the async ones are in `asyncs.rs`. Their peers are in `peer.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use super::{sample, unique, Ctx, PeerProc};
 
 /// Ring size for `size`-byte messages: the same bytes as the raw ring baseline
 /// (up to 1024 slots, up to 8 MiB), and room for one message as one record.
-fn capacity_for(size: usize) -> usize {
+pub(super) fn capacity_for(size: usize) -> usize {
     let stride = size.div_ceil(64).max(1) * 64;
     let one_record = size.saturating_mul(4) + 64;
     (stride * 1024)
@@ -83,6 +83,38 @@ pub(super) fn rtt_pipe(ctx: &Ctx, size: usize, timeouts: bool) -> Result<Vec<u64
     drop(c);
     peer.finish()?;
     Ok(ns)
+}
+
+/// `pipe` one way: message-mode sends to a sink process that takes every
+/// message and acknowledges the count at the end (the sync row `pipe-async`
+/// is compared with).
+pub(super) fn tput_pipe(ctx: &Ctx, size: usize) -> Result<Measurement> {
+    let name = unique("pipe");
+    let l = ListenerOptions::new()
+        .mode(PipeMode::Message)
+        .create(&name)?;
+    let peer = PeerProc::spawn(ctx, "pipe-sink", &name, size, None)?;
+    let c = l.accept_timeout(Duration::from_secs(30))?;
+    let msg = vec![0x5a; size];
+    let end: Vec<u8> = if size == 0 { vec![0] } else { Vec::new() };
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < ctx.budget || n < 16 {
+        for _ in 0..16 {
+            c.send(&msg)?;
+        }
+        n += 16;
+    }
+    c.send(&end)?;
+    let ack = c.recv()?.context("the sink process left")?;
+    let took = start.elapsed();
+    let counted = u64::from_le_bytes(ack.get(..8).context("bad ack")?.try_into()?);
+    if counted != n {
+        bail!("the sink counted {counted} messages, {n} were sent");
+    }
+    drop(c);
+    peer.finish()?;
+    Ok(Measurement::throughput("pipe", size, n, took))
 }
 
 /// How the one-way channel rows move their messages.

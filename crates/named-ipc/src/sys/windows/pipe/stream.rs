@@ -205,10 +205,14 @@ impl Stream {
         Ok(s)
     }
 
+    /// The stream's wire mode (for the async driver).
+    #[cfg(feature = "tokio")]
     pub(crate) fn mode(&self) -> PipeMode {
         self.mode
     }
 
+    /// The receive size limit (for the async driver).
+    #[cfg(feature = "tokio")]
     pub(crate) fn max_message(&self) -> u32 {
         lock(&self.rx).st.max()
     }
