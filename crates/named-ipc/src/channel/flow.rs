@@ -147,6 +147,7 @@ pub(crate) fn wait_on<T, L: Link + ?Sized>(
 /// The spinning phase of a wait: runs `attempt` until it yields or the
 /// link's spin budget (or `wait`, anchored) runs out (`Ok(None)`: go to
 /// sleep). A peer gone while it spins for long is an error.
+#[inline]
 pub(crate) fn spin<T, L: Link + ?Sized>(
     l: &L,
     wait: Wait,
@@ -496,17 +497,27 @@ pub(crate) fn reserve<M: Memory, L: Link + ?Sized>(
     len: usize,
     wait: &mut Wait,
 ) -> io::Result<Reservation> {
-    if !p.peer_closed() {
-        // Padding published on the way is woken for by `commit`, or by the
-        // wait loop below.
-        if let Ok(Some(r)) = p.reserve(len) {
-            return Ok(r);
-        }
+    match reserve_now(p, len) {
+        Some(r) => Ok(r),
+        None => reserve_waiting(p, l, len, wait),
     }
-    reserve_waiting(p, l, len, wait)
 }
 
-fn reserve_waiting<M: Memory, L: Link + ?Sized>(
+/// The first attempt of [`reserve`]: room for the record now, with the
+/// consumer still there. `None`: take [`reserve_waiting`] (which also
+/// reports anything wrong).
+#[inline]
+pub(crate) fn reserve_now<M: Memory>(p: &mut Producer<'_, M>, len: usize) -> Option<Reservation> {
+    if p.peer_closed() {
+        return None;
+    }
+    // Padding published on the way is woken for by `commit`, or by the wait
+    // loop of `reserve_waiting`.
+    p.reserve(len).ok().flatten()
+}
+
+/// [`reserve`] once its first attempt failed: waits per `wait`.
+pub(crate) fn reserve_waiting<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
     len: usize,

@@ -49,7 +49,11 @@ impl TxEnd {
         fill: impl FnOnce(&mut InPlaceMut<'_>) -> R,
     ) -> io::Result<R> {
         self.check_in_place(len)?;
-        let r = flow::reserve(&mut self.p, &*self.inner, len, &mut { wait })?;
+        // Room now is the common case: the wait is not touched on it.
+        let r = match flow::reserve_now(&mut self.p, len) {
+            Some(r) => r,
+            None => flow::reserve_waiting(&mut self.p, &*self.inner, len, &mut { wait })?,
+        };
         let out = fill(&mut self.p.memory().view_mut(r.offset, len));
         flow::commit(&mut self.p, &*self.inner, r);
         Ok(out)
@@ -57,6 +61,7 @@ impl TxEnd {
 
     /// What `send_with` (and an async reservation) checks first: the sending
     /// side is usable, and `len` fits the peer and a record.
+    #[inline]
     pub(crate) fn check_in_place(&self, len: usize) -> io::Result<()> {
         self.state.check()?;
         self.inner.check_len(len)?;
