@@ -491,6 +491,7 @@ pub(crate) fn send<M: Memory, L: Link + ?Sized>(
 /// first attempt is made before the wait loop is set up (room now is the
 /// common case).
 #[inline]
+#[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
 pub(crate) fn reserve<M: Memory, L: Link + ?Sized>(
     p: &mut Producer<'_, M>,
     l: &L,
