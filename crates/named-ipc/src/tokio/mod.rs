@@ -20,6 +20,11 @@
 //! - [`PipeStream::into_split`] gives an [`OwnedReadHalf`] and an
 //!   [`OwnedWriteHalf`] that can move to different tasks.
 //!
+//! Everything here runs on a runtime with both the I/O and the time drivers
+//! (`tokio::runtime::Builder::enable_all`, which `#[tokio::main]` turns on):
+//! connecting waits on the timer, and a sleeping channel end looks again
+//! every 50 ms.
+//!
 //! # Cancellation
 //!
 //! Every future here may be dropped at any await point (`tokio::select!`,
