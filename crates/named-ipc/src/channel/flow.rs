@@ -538,6 +538,7 @@ pub(crate) fn reserve_waiting<M: Memory, L: Link + ?Sized>(
 }
 
 /// Publishes a filled reservation and wakes the consumer if it sleeps.
+#[inline]
 pub(crate) fn commit<M: Memory, L: Link + ?Sized>(p: &mut Producer<'_, M>, l: &L, r: Reservation) {
     if p.commit(r, Part::Whole) {
         notify(l, &p.control().data.0, l.bells().tx_data);

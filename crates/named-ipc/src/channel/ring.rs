@@ -408,7 +408,10 @@ impl<'a, M: Memory> Producer<'a, M> {
     /// the slot after the record, then stores its header (and, after
     /// padding, the padding's header, which publishes both). Returns whether
     /// the consumer sleeps and must be woken (ring `data`).
-    #[inline]
+    // Always inlined, like `reserve`: a `Reservation` passed through memory
+    // to an out-of-line commit cost an in-place send a store-forwarding
+    // stall (perf).
+    #[inline(always)]
     pub(crate) fn commit(&mut self, r: Reservation, part: Part) -> bool {
         let at = r.offset - HDR;
         let next = (at + HDR + pad8(r.len)) & (self.cap as usize - 1);
