@@ -48,7 +48,7 @@
 pub mod framing;
 mod listener;
 mod options;
-mod stream;
+pub(crate) mod stream;
 
 pub use framing::{FrameDecoder, Framed, Received};
 pub use listener::{Incoming, PipeListener};

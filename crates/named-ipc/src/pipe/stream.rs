@@ -298,37 +298,20 @@ impl PipeStream {
     }
 
     fn need_message_mode(&self, op: &str) -> io::Result<()> {
-        if self.mode == PipeMode::Message {
-            return Ok(());
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "pipe {:?} is in byte mode, so {op} cannot keep message boundaries; use \
-                 Read/Write, or wrap the stream in named_ipc::pipe::Framed",
-                self.name
-            ),
-        ))
+        need_message_mode(
+            &self.name,
+            self.mode,
+            op,
+            "Read/Write, or wrap the stream in named_ipc::pipe::Framed",
+        )
     }
 
     fn need_read(&self) -> io::Result<()> {
-        if self.can_read {
-            return Ok(());
-        }
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("pipe {:?} is send-only on this end", self.name),
-        ))
+        need_direction(&self.name, self.can_read, "send-only")
     }
 
     fn need_write(&self) -> io::Result<()> {
-        if self.can_write {
-            return Ok(());
-        }
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("pipe {:?} is receive-only on this end", self.name),
-        ))
+        need_direction(&self.name, self.can_write, "receive-only")
     }
 
     /// Sends `msg` as one message (0 bytes to 4 GiB − 1).
@@ -621,4 +604,36 @@ impl Write for PipeStream {
     fn flush(&mut self) -> io::Result<()> {
         (&*self).flush()
     }
+}
+
+/// Refuses `op` (a message call) on a byte-mode pipe; `instead` says what to
+/// use. Shared by the blocking and the async stream.
+pub(crate) fn need_message_mode(
+    name: &str,
+    mode: PipeMode,
+    op: &str,
+    instead: &str,
+) -> io::Result<()> {
+    if mode == PipeMode::Message {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "pipe {name:?} is in byte mode, so {op} cannot keep message boundaries; use {instead}"
+        ),
+    ))
+}
+
+/// Refuses a direction this end does not have (`which`: "send-only" for a
+/// receive, "receive-only" for a send). Shared by the blocking and the async
+/// stream.
+pub(crate) fn need_direction(name: &str, allowed: bool, which: &str) -> io::Result<()> {
+    if allowed {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("pipe {name:?} is {which} on this end"),
+    ))
 }

@@ -49,37 +49,20 @@ impl Drop for Abandon<'_, '_> {
 
 impl Shared {
     fn need_message_mode(&self, op: &str) -> io::Result<()> {
-        if self.mode == PipeMode::Message {
-            return Ok(());
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "pipe {:?} is in byte mode, so {op} cannot keep message boundaries; use \
-                 AsyncRead/AsyncWrite, or a length-delimited codec",
-                self.name
-            ),
-        ))
+        crate::pipe::stream::need_message_mode(
+            &self.name,
+            self.mode,
+            op,
+            "AsyncRead/AsyncWrite, or a length-delimited codec",
+        )
     }
 
     fn need_read(&self) -> io::Result<()> {
-        if self.can_read {
-            return Ok(());
-        }
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("pipe {:?} is send-only on this end", self.name),
-        ))
+        crate::pipe::stream::need_direction(&self.name, self.can_read, "send-only")
     }
 
     fn need_write(&self) -> io::Result<()> {
-        if self.can_write {
-            return Ok(());
-        }
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("pipe {:?} is receive-only on this end", self.name),
-        ))
+        crate::pipe::stream::need_direction(&self.name, self.can_write, "receive-only")
     }
 
     pub(super) fn check_recv(&self, op: &str) -> io::Result<()> {
