@@ -61,6 +61,10 @@ async fn round(i: u64) {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[cfg_attr(
+    wine,
+    ignore = "open defect: under Wine this test sometimes dies with a page fault inside Wine's thread pool while async channel ends are dropped (cause not found yet: our pool_wait drop or Wine's UnregisterWaitEx); run it with --ignored"
+)]
 async fn drops_in_flight_leak_no_descriptor_or_handle() {
     // Warm up the runtime's own descriptors, its blocking pool and (Windows)
     // the thread pool's wait threads.
