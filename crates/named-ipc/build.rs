@@ -25,25 +25,4 @@ fn main() {
     if linux_like || matches!(os.as_str(), "freebsd" | "netbsd" | "openbsd") {
         println!("cargo::rustc-cfg=sock_cloexec");
     }
-    wine_cfg();
-}
-
-/// `cfg(wine)` when the Windows tests run under Wine (as in
-/// tests-integration/build.rs and crates/nipc/build.rs): a test that cannot
-/// pass there is `#[cfg_attr(wine, ignore = "reason")]`.
-fn wine_cfg() {
-    println!("cargo::rustc-check-cfg=cfg(wine)");
-    println!("cargo::rerun-if-env-changed=NIPC_WINE");
-    let target = std::env::var("TARGET").unwrap_or_default();
-    let runner = format!(
-        "CARGO_TARGET_{}_RUNNER",
-        target.to_uppercase().replace(['-', '.'], "_")
-    );
-    println!("cargo::rerun-if-env-changed={runner}");
-    let windows = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows");
-    let wine = std::env::var("NIPC_WINE").as_deref() == Ok("1")
-        || std::env::var(&runner).is_ok_and(|r| r.to_ascii_lowercase().contains("wine"));
-    if windows && wine {
-        println!("cargo::rustc-cfg=wine");
-    }
 }

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use named_ipc::tokio::{ChannelOptions, ShmListener, ShmStream};
-use support::{cancel_after, handles, payload, STEP};
+use support::{cancel_after, handles, payload, within, STEP};
 
 async fn pair(n: u64) -> (ShmListener, ShmStream, ShmStream) {
     let name = format!("nacd-{}-{n}", std::process::id());
@@ -19,7 +19,10 @@ async fn pair(n: u64) -> (ShmListener, ShmStream, ShmStream) {
         .max_message_size(4 << 20);
     let l = ShmListener::bind_with(&name, &o).unwrap();
     o.timeout(STEP);
-    let (c, s) = tokio::join!(ShmStream::connect_with(&name, &o), l.accept());
+    let (c, s) = within("connect and accept", async {
+        tokio::join!(ShmStream::connect_with(&name, &o), l.accept())
+    })
+    .await;
     (l, c.unwrap(), s.unwrap())
 }
 
@@ -31,7 +34,7 @@ async fn round(i: u64) {
     let (mut tx, mut rx) = s.into_split();
     assert!(cancel_after(1, rx.recv()).await.is_none());
     assert!(cancel_after(1, l.accept()).await.is_none());
-    drop(tx.reserve(10).await.unwrap());
+    drop(within("reserve 10", tx.reserve(10)).await.unwrap());
     assert!(cancel_after(0, tx.reserve(100)).await.is_some());
     let big = payload(i, 1 << 20);
     // The 64 KiB ring fills and nobody reads: the send is stopped part-way.
@@ -46,14 +49,20 @@ async fn round(i: u64) {
         std::io::Result::Ok((first, end))
     });
     drop(c);
-    let (first, end) = t.await.unwrap().unwrap();
+    let (first, end) = within("the reader's two receives", t)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(first.is_some_and(|m| m == big), "the cut message was lost");
     assert!(end.is_none());
     // A receive guard and a permit dropped, then the streams.
     let (_l, c, s) = pair(i + 10_000).await;
-    c.send(b"x").await.unwrap();
-    let g = s.recv_in_place().await.unwrap().unwrap();
-    let p = c.reserve(5).await.unwrap();
+    within("send x", c.send(b"x")).await.unwrap();
+    let g = within("recv x in place", s.recv_in_place())
+        .await
+        .unwrap()
+        .unwrap();
+    let p = within("reserve 5", c.reserve(5)).await.unwrap();
     drop(g);
     drop(p);
     drop(s);
@@ -61,10 +70,6 @@ async fn round(i: u64) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[cfg_attr(
-    wine,
-    ignore = "open defect: under Wine this test sometimes dies with a page fault inside Wine's thread pool while async channel ends are dropped (cause not found yet: our pool_wait drop or Wine's UnregisterWaitEx); run it with --ignored"
-)]
 async fn drops_in_flight_leak_no_descriptor_or_handle() {
     // Warm up the runtime's own descriptors, its blocking pool and (Windows)
     // the thread pool's wait threads.

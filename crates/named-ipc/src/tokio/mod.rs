@@ -74,7 +74,7 @@
 //! reads when configured for a little-endian `u32` length that counts the
 //! payload only:
 //!
-//! ```ignore
+//! ```text
 //! LengthDelimitedCodec::builder()
 //!     .little_endian()
 //!     .length_field_type::<u32>()

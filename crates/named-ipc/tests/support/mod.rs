@@ -115,3 +115,12 @@ pub fn handles() -> usize {
     assert_ne!(ok, 0, "GetProcessHandleCount failed");
     n as usize
 }
+
+/// `fut`, or a panic naming `what` if it has not finished within [`STEP`]:
+/// a hang becomes a failure that says where it hung.
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(STEP, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not finished within {STEP:?}"),
+    }
+}

@@ -17,8 +17,7 @@ use std::task::Waker;
 
 use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::Threading::{
-    RegisterWaitForSingleObject, UnregisterWaitEx, INFINITE, WT_EXECUTEINWAITTHREAD,
-    WT_EXECUTEONLYONCE,
+    RegisterWaitForSingleObject, UnregisterWaitEx, INFINITE, WT_EXECUTEONLYONCE,
 };
 
 use crate::lock;
@@ -96,11 +95,16 @@ impl PoolWait {
     pub(crate) unsafe fn register(&mut self, h: HANDLE, times: Times) -> io::Result<()> {
         self.unregister();
         self.core.fired.store(false, Ordering::SeqCst);
+        // Callbacks run on the pool's workers, never `WT_EXECUTEINWAITTHREAD`:
+        // under Wine 8 a wait-thread callback still pending when the wait is
+        // unregistered makes `UnregisterWaitEx` unlink a list entry that was
+        // never linked (a page fault in `tp_object_cancel`, or a corrupted
+        // heap; about one run in a hundred of async_channel_drop.rs under
+        // load). A worker costs a thread hop per wake-up, only when a task
+        // sleeps.
         let flags = match times {
             Times::Once => WT_EXECUTEONLYONCE,
-            // The callback only wakes a waker: run it on the wait thread
-            // rather than hand it to a worker.
-            Times::Every => WT_EXECUTEINWAITTHREAD,
+            Times::Every => 0,
         };
         let mut wait: HANDLE = std::ptr::null_mut();
         let ctx: *const Core = &*self.core;
