@@ -324,6 +324,38 @@ impl Overlapped {
         }
     }
 
+    /// For an owner letting go of an operation whose handle may already be
+    /// closed (a future dropped while a runtime shuts down): cancels it —
+    /// by its `OVERLAPPED`, so a closed or reused handle value cancels
+    /// nothing else — and waits up to `ms` for the kernel to be done with
+    /// it. `false`: not done; the caller must then leak this value and the
+    /// operation's buffer rather than free memory the kernel may still write.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn abandon(&self, h: HANDLE, ms: u32) -> bool {
+        const STATUS_PENDING: usize = 0x103;
+        // SAFETY: cancelling by our OVERLAPPED pointer touches only our
+        // operation; an invalid handle makes the call fail harmlessly.
+        unsafe { CancelIoEx(h, self.ptr()) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms.into());
+        loop {
+            // SAFETY: the kernel writes the status word; read it without
+            // forming a reference.
+            let status = unsafe { std::ptr::addr_of!((*self.ptr()).Internal).read_volatile() };
+            if status != STATUS_PENDING {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // The completion signals our event (also when the handle's close
+            // cancelled the operation); the status can trail it a moment.
+            let slice = left.as_millis().clamp(1, 50) as u32;
+            // SAFETY: waiting on our own event handle.
+            unsafe { WaitForSingleObject(raw(&self.event), slice) };
+        }
+    }
+
     /// Starts an operation and waits for it per `wait`; if the wait runs out the
     /// operation is cancelled and, if it really did not complete, the wait's
     /// error (`WouldBlock`/`TimedOut`) is returned.

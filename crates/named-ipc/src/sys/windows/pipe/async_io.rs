@@ -16,6 +16,7 @@
 //! then wait for the completion, then free.
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::windows::io::OwnedHandle;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -40,23 +41,48 @@ use crate::sys::{Backoff, Wait};
 /// One overlapped operation at a time, with the buffer it owns.
 pub(super) struct Op {
     /// The thread-pool wait on the operation's event, registered while an
-    /// operation is in flight (declared first: unregistered before the
-    /// event closes).
+    /// operation is in flight (unregistered before the event closes).
     wait: PoolWait,
-    ov: Overlapped,
+    /// Dropped by hand in `drop`, once the kernel is done with it.
+    ov: ManuallyDrop<Overlapped>,
     /// Owned by the operation while it is in flight: never touched then.
     buf: Vec<u8>,
     /// Bytes of `buf` a byte-mode read has handed out.
     pos: usize,
+    /// The handle the last operation was started on (as an integer: only
+    /// ever passed back to `CancelIoEx`).
+    on: usize,
+}
+
+/// An operation still in flight when its `Op` is dropped (its owner did not
+/// cancel it: a task dropped while its runtime shuts down, say) is cancelled
+/// and waited for here, so its `OVERLAPPED` and buffer are never freed under
+/// the kernel; if it does not finish within 10 s they are leaked instead.
+impl Drop for Op {
+    fn drop(&mut self) {
+        let done = if self.in_flight() {
+            self.wait.unregister();
+            self.ov.abandon(self.on as HANDLE, 10_000)
+        } else {
+            true
+        };
+        if done {
+            // SAFETY: dropped once, here; nothing in flight uses it.
+            unsafe { ManuallyDrop::drop(&mut self.ov) };
+        } else {
+            std::mem::forget(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 impl Op {
     fn new() -> io::Result<Op> {
         Ok(Op {
-            ov: Overlapped::new()?,
+            ov: ManuallyDrop::new(Overlapped::new()?),
             buf: Vec::new(),
             wait: PoolWait::new(),
             pos: 0,
+            on: 0,
         })
     }
 
@@ -76,6 +102,7 @@ impl Op {
         start: impl FnOnce(*mut windows_sys::Win32::System::IO::OVERLAPPED) -> i32,
     ) -> io::Result<Option<(u32, bool)>> {
         debug_assert!(!self.in_flight());
+        self.on = h as usize;
         // SAFETY: forwarded contract; buffers are owned by self until the
         // operation completes (poll or cancel).
         match unsafe { self.ov.start(h, start) }? {
