@@ -72,7 +72,7 @@ async fn round(i: u64) {
 #[tokio::test(flavor = "current_thread")]
 async fn drops_in_flight_leak_no_descriptor_or_handle() {
     // Warm up the runtime's own descriptors, its blocking pool and (Windows)
-    // the thread pool's wait threads.
+    // the thread pool's threads.
     round(1000).await;
     let before = handles();
     for i in 0..30u64 {

@@ -346,44 +346,62 @@ impl InPlaceMut<'_> {
 mod tests {
     use super::Raw;
 
+    const SIZE: usize = 512;
+
+    /// Runs `write` on a fresh view of `len` bytes at `offset` in a buffer
+    /// of `0xee`, and returns the buffer's bytes afterwards.
+    fn after(offset: usize, len: usize, write: impl FnOnce(&mut super::InPlaceMut<'_>)) -> Vec<u8> {
+        let mut backing = vec![0u64; SIZE / 8]; // 8-aligned, like ring records
+        let base = backing.as_mut_ptr().cast::<u8>();
+        // SAFETY: `backing` is SIZE live bytes, alive until the end of this
+        // function, and no reference to them exists meanwhile.
+        unsafe { std::ptr::write_bytes(base, 0xee, SIZE) };
+        // SAFETY: as above.
+        let raw = unsafe { Raw::new(base, SIZE) };
+        write(&mut raw.view_mut(offset, len));
+        // SAFETY: as above; the view is gone.
+        let got = unsafe { std::slice::from_raw_parts(base, SIZE) }.to_vec();
+        drop(backing);
+        got
+    }
+
     /// The view's writers split each write at the end of the header's cache
     /// line (the part on it goes last): every byte still lands where it
-    /// belongs, and nothing outside the view is touched, whatever the view's
-    /// alignment, offset and length.
+    /// belongs, a write too long for the view is refused whole, and nothing
+    /// outside the view is touched — for every position of the view against
+    /// the line, every start and every length (ending inside the header's
+    /// line, on its end, past it, at the view's end, or beyond it).
     #[test]
     fn view_writes_land_exactly_whatever_the_split() {
-        let mut backing = vec![0u64; 64]; // 512 bytes, 8-aligned
-        let base = backing.as_mut_ptr().cast::<u8>();
-        for offset in (8..200).step_by(8) {
-            for len in [0, 1, 7, 8, 55, 56, 57, 63, 64, 65, 120, 128, 200] {
-                for at in [0, 1, 5, 40, 56, 63] {
-                    let src: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
-                    let mut want = vec![0xeeu8; 512];
-                    let n = src.len().saturating_sub(at);
-                    if at <= len {
-                        want[offset + at..offset + at + n].copy_from_slice(&src[..n]);
+        for offset in (8..=136).step_by(8) {
+            for len in [0usize, 1, 7, 8, 55, 56, 57, 63, 64, 65, 120, 128, 200] {
+                let src: Vec<u8> = (0..len + 9).map(|i| (i * 7 + 3) as u8).collect();
+                for at in 0..=len + 1 {
+                    for n in 0..=(len + 2).saturating_sub(at) {
+                        let fits = at <= len && n <= len - at;
+                        let got = after(offset, len, |v| {
+                            assert_eq!(
+                                v.write_at(at, &src[..n]),
+                                fits,
+                                "write_at({at}, {n} B) of {len}"
+                            );
+                        });
+                        let mut want = vec![0xeeu8; SIZE];
+                        if fits {
+                            want[offset + at..offset + at + n].copy_from_slice(&src[..n]);
+                        }
+                        assert_eq!(got, want, "write_at({at}, {n} B) of {len} at {offset}");
                     }
-                    // SAFETY: `backing` is 512 live bytes, alive meanwhile.
-                    let raw = unsafe { Raw::new(base, 512) };
-                    // SAFETY: as above; no other reference to them is live.
-                    unsafe { std::ptr::write_bytes(base, 0xee, 512) };
-                    let ok = raw.view_mut(offset, len).write_at(at, &src[..n]);
-                    assert_eq!(ok, at <= len);
-                    // SAFETY: as above.
-                    let got = unsafe { std::slice::from_raw_parts(base, 512) };
-                    assert_eq!(got, &want[..], "write_at({at}) of {len} at {offset}");
-
-                    // SAFETY: as above.
-                    unsafe { std::ptr::write_bytes(base, 0xee, 512) };
-                    raw.view_mut(offset, len).fill(0x11);
-                    let mut want = vec![0xeeu8; 512];
-                    want[offset..offset + len].fill(0x11);
-                    // SAFETY: as above.
-                    let got = unsafe { std::slice::from_raw_parts(base, 512) };
-                    assert_eq!(got, &want[..], "fill of {len} at {offset}");
                 }
+                let got = after(offset, len, |v| v.fill(0x11));
+                let mut want = vec![0xeeu8; SIZE];
+                want[offset..offset + len].fill(0x11);
+                assert_eq!(got, want, "fill of {len} at {offset}");
+                let got = after(offset, len, |v| v.copy_from_slice(&src[..len]));
+                let mut want = vec![0xeeu8; SIZE];
+                want[offset..offset + len].copy_from_slice(&src[..len]);
+                assert_eq!(got, want, "copy_from_slice of {len} at {offset}");
             }
         }
-        drop(backing);
     }
 }
