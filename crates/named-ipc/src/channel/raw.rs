@@ -300,10 +300,7 @@ impl InPlaceMut<'_> {
     /// does).
     #[inline]
     fn head_len(&self) -> usize {
-        const LINE: usize = 64;
-        let at = self.ptr as usize;
-        let line_end = (at.wrapping_sub(super::ring::HDR) | (LINE - 1)).wrapping_add(1);
-        line_end.wrapping_sub(at).min(self.len)
+        super::ring::head_part(self.ptr as usize, self.len)
     }
 
     /// Writes the whole message.

@@ -74,6 +74,17 @@ use super::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 pub(crate) const HDR: usize = 8;
 /// A cache line.
 const LINE: usize = 64;
+
+/// How many of the first `len` payload bytes at `at` (a ring offset or, the
+/// ring being line-aligned, an address) share the cache line of the record
+/// header just before them: the line a spinning consumer polls, which a
+/// producer writes last.
+#[inline]
+pub(crate) fn head_part(at: usize, len: usize) -> usize {
+    let line_end = (at.wrapping_sub(HDR) | (LINE - 1)).wrapping_add(1);
+    line_end.wrapping_sub(at).min(len)
+}
+
 const FLAG_MORE: u32 = 1;
 const FLAG_PAD: u32 = 2;
 const FLAG_FIRST: u32 = 4;
@@ -377,8 +388,7 @@ impl<'a, M: Memory> Producer<'a, M> {
     /// ~220 ns -> see the README's bench table).
     #[inline]
     pub(crate) fn fill(&self, r: &Reservation, parts: &[&[u8]]) {
-        let line_end = (r.offset - HDR) | (LINE - 1);
-        let first = (line_end + 1).saturating_sub(r.offset).min(r.len);
+        let first = head_part(r.offset, r.len);
         self.write_range(r.offset, parts, first, r.len);
         self.write_range(r.offset, parts, 0, first);
     }
