@@ -7,23 +7,18 @@
 
 mod support;
 
-use named_ipc::tokio::{ConnectOptions, ListenerOptions, PipeListener, PipeMode, PipeStream};
-use support::{cancel_after, handles, payload, STEP};
+use named_ipc::tokio::{ListenerOptions, PipeListener, PipeMode, PipeStream};
+use support::{cancel_after, handles, payload, pipe_pair};
 
-async fn pair(n: u64) -> (PipeListener, PipeStream, PipeStream) {
-    let name = format!("nad-{}-{n}", std::process::id());
-    let l = PipeListener::bind_with(&name, &ListenerOptions::new()).unwrap();
-    let mut co = ConnectOptions::new();
-    co.mode(PipeMode::Message).timeout(STEP);
-    let (c, s) = tokio::join!(PipeStream::connect_with(&name, &co), l.accept());
-    (l, c.unwrap(), s.unwrap())
+async fn pair() -> (PipeListener, PipeStream, PipeStream) {
+    pipe_pair(&ListenerOptions::new(), PipeMode::Message).await
 }
 
 /// One round of drops in every state.
 async fn round(i: u64) {
     // Halves: a receive and an accept pending when dropped, a send
     // part-way through a message nobody reads yet.
-    let (l, c, s) = pair(i).await;
+    let (l, c, s) = pair().await;
     let (rx, tx) = s.into_split();
     assert!(cancel_after(1, rx.recv()).await.is_none());
     assert!(cancel_after(1, l.accept()).await.is_none());
@@ -44,7 +39,7 @@ async fn round(i: u64) {
     assert!(end.is_none());
 
     // Whole streams: one idle, one with a read in flight.
-    let (l, c, s) = pair(i + 10_000).await;
+    let (l, c, s) = pair().await;
     assert!(cancel_after(1, s.recv()).await.is_none());
     drop(s);
     drop(c);
@@ -54,7 +49,7 @@ async fn round(i: u64) {
     // A stream dropped with a write in flight whose reader never reads (the
     // grace period runs out) and a reader half dropped with its read in
     // flight; then the other ends.
-    let (l, c, s) = pair(i + 20_000).await;
+    let (l, c, s) = pair().await;
     let (rx, tx) = c.into_split();
     assert!(cancel_after(1, rx.recv()).await.is_none());
     assert!(cancel_after(2, tx.send(&big)).await.is_none());

@@ -7,16 +7,11 @@
 
 mod support;
 
-use named_ipc::tokio::{ConnectOptions, ListenerOptions, PipeListener, PipeMode, PipeStream};
-use support::{cancel_after, handles, payload, STEP};
+use named_ipc::tokio::{ListenerOptions, PipeListener, PipeMode, PipeStream};
+use support::{cancel_after, handles, payload, pipe_pair};
 
-async fn pair(n: u64) -> (PipeListener, PipeStream, PipeStream) {
-    let name = format!("nads-{}-{n}", std::process::id());
-    let l = PipeListener::bind_with(&name, &ListenerOptions::new()).unwrap();
-    let mut co = ConnectOptions::new();
-    co.mode(PipeMode::Message).timeout(STEP);
-    let (c, s) = tokio::join!(PipeStream::connect_with(&name, &co), l.accept());
-    (l, c.unwrap(), s.unwrap())
+async fn pair() -> (PipeListener, PipeStream, PipeStream) {
+    pipe_pair(&ListenerOptions::new(), PipeMode::Message).await
 }
 
 /// A stream dropped with a write in flight leaves that write to a task on
@@ -31,7 +26,7 @@ fn a_runtime_shut_down_in_the_grace_period_frees_nothing_in_use() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async { drop(pair(999).await) });
+        rt.block_on(async { drop(pair().await) });
     };
     warm();
     let before = handles();
@@ -43,7 +38,7 @@ fn a_runtime_shut_down_in_the_grace_period_frees_nothing_in_use() {
             .build()
             .unwrap();
         let (l, s) = rt.block_on(async {
-            let (l, c, s) = pair(30_000 + i).await;
+            let (l, c, s) = pair().await;
             let big = payload(i, 1 << 20);
             // Nobody reads: the write stays in flight, part-way.
             assert!(cancel_after(2, c.send(&big)).await.is_none());

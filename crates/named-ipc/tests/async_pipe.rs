@@ -11,23 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use named_ipc::tokio::{
-    ConnectOptions, ListenerOptions, Messages, PipeListener, PipeMode, PipeStream,
-};
-use support::{cancel_after, payload, unique, Rng, STEP};
+use named_ipc::tokio::{ListenerOptions, Messages, PipeListener, PipeMode, PipeStream};
+use support::{cancel_after, payload, pipe_pair, unique, Rng, STEP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn pair(opts: &ListenerOptions, mode: PipeMode) -> (PipeListener, PipeStream, PipeStream) {
-    let name = unique("pair");
-    let l = PipeListener::bind_with(&name, opts).unwrap();
-    let mut co = ConnectOptions::new();
-    co.mode(mode).timeout(STEP);
-    let (c, s) = tokio::join!(PipeStream::connect_with(&name, &co), l.accept());
-    (l, c.unwrap(), s.unwrap())
-}
-
 async fn message_sizes_round_trip() {
-    let (_l, c, s) = pair(&ListenerOptions::new(), PipeMode::Message).await;
+    let (_l, c, s) = pipe_pair(&ListenerOptions::new(), PipeMode::Message).await;
     let echo = tokio::spawn(async move {
         let mut buf = Vec::new();
         while s.recv_into(&mut buf).await?.is_some() {
@@ -76,7 +65,7 @@ async fn message_sizes_round_trip_multi_thread() {
 async fn cancelled_receives_lose_nothing(count: u64) {
     let mut o = ListenerOptions::new();
     o.max_message_size(8 << 20);
-    let (_l, c, s) = pair(&o, PipeMode::Message).await;
+    let (_l, c, s) = pipe_pair(&o, PipeMode::Message).await;
     let sizes: Vec<usize> = {
         let mut r = Rng(0x9e37_79b9_7f4a_7c15);
         (0..count).map(|_| r.size()).collect()
@@ -135,7 +124,7 @@ async fn cancelled_receives_lose_nothing_multi_thread() {
 async fn cancelled_sends_are_all_or_nothing(count: u64) {
     let mut o = ListenerOptions::new();
     o.max_message_size(8 << 20);
-    let (_l, c, s) = pair(&o, PipeMode::Message).await;
+    let (_l, c, s) = pipe_pair(&o, PipeMode::Message).await;
     let receiver = tokio::spawn(async move {
         let mut got = Vec::new();
         let mut buf = Vec::new();
@@ -201,7 +190,7 @@ async fn cancelled_sends_are_all_or_nothing_multi_thread() {
 /// `tokio::select!` and `tokio::time::timeout` as users write them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_and_timeout_cancel_cleanly() {
-    let (_l, c, s) = pair(&ListenerOptions::new(), PipeMode::Message).await;
+    let (_l, c, s) = pipe_pair(&ListenerOptions::new(), PipeMode::Message).await;
     // Nothing to receive: the timeout fires, nothing is lost afterwards.
     for _ in 0..200 {
         assert!(tokio::time::timeout(Duration::from_micros(50), s.recv())
@@ -286,7 +275,7 @@ async fn stream_and_sink_adapters_keep_messages_current_thread() {
 }
 
 async fn stream_and_sink_adapters() {
-    let (_l, c, s) = pair(&ListenerOptions::new(), PipeMode::Message).await;
+    let (_l, c, s) = pipe_pair(&ListenerOptions::new(), PipeMode::Message).await;
     let (rx, tx) = s.into_split();
     let echo = tokio::spawn(async move {
         let mut tx = Messages::new(tx);
@@ -332,7 +321,7 @@ async fn stream_and_sink_adapters() {
 async fn byte_mode_is_async_read_write() {
     let mut o = ListenerOptions::new();
     o.mode(PipeMode::Byte);
-    let (_l, mut c, mut s) = pair(&o, PipeMode::Byte).await;
+    let (_l, mut c, mut s) = pipe_pair(&o, PipeMode::Byte).await;
     let data = payload(5, 2 << 20);
     let srv = tokio::spawn(async move {
         let mut got = Vec::new();
@@ -358,7 +347,7 @@ async fn byte_mode_is_async_read_write() {
 /// Message mode through AsyncWrite: each write is one message.
 #[tokio::test(flavor = "current_thread")]
 async fn message_mode_async_write_is_one_message_per_write() {
-    let (_l, mut c, s) = pair(&ListenerOptions::new(), PipeMode::Message).await;
+    let (_l, mut c, s) = pipe_pair(&ListenerOptions::new(), PipeMode::Message).await;
     let big = payload(3, 4 << 20);
     let w = async {
         c.write_all(b"one").await?;
@@ -385,7 +374,7 @@ async fn message_mode_async_write_is_one_message_per_write() {
 async fn dropping_a_stream_completes_a_started_message() {
     let mut o = ListenerOptions::new();
     o.max_message_size(16 << 20);
-    let (_l, c, s) = pair(&o, PipeMode::Message).await;
+    let (_l, c, s) = pipe_pair(&o, PipeMode::Message).await;
     let big = payload(9, 8 << 20);
     // Started (the buffers take a few hundred KiB), not finished.
     let r = tokio::time::timeout(Duration::from_millis(20), c.send(&big)).await;
@@ -411,7 +400,7 @@ async fn dropping_a_stream_completes_a_started_message() {
 async fn an_unread_started_message_is_an_error_not_a_cut_message() {
     let mut o = ListenerOptions::new();
     o.max_message_size(16 << 20);
-    let (_l, c, s) = pair(&o, PipeMode::Message).await;
+    let (_l, c, s) = pipe_pair(&o, PipeMode::Message).await;
     let big = payload(10, 8 << 20);
     let r = tokio::time::timeout(Duration::from_millis(20), c.send(&big)).await;
     assert!(r.is_err(), "an 8 MiB send finished with nobody reading");

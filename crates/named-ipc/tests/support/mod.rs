@@ -127,3 +127,22 @@ pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
         Err(_) => panic!("{what}: not finished within {limit:?}"),
     }
 }
+
+/// A pipe listener and a connected client/server pair on a fresh name, the
+/// client in `mode`, connect bounded by [`STEP`].
+pub async fn pipe_pair(
+    opts: &named_ipc::tokio::ListenerOptions,
+    mode: named_ipc::tokio::PipeMode,
+) -> (
+    named_ipc::tokio::PipeListener,
+    named_ipc::tokio::PipeStream,
+    named_ipc::tokio::PipeStream,
+) {
+    use named_ipc::tokio::{ConnectOptions, PipeListener, PipeStream};
+    let name = unique("pair");
+    let l = PipeListener::bind_with(&name, opts).unwrap();
+    let mut co = ConnectOptions::new();
+    co.mode(mode).timeout(STEP);
+    let (c, s) = tokio::join!(PipeStream::connect_with(&name, &co), l.accept());
+    (l, c.unwrap(), s.unwrap())
+}
