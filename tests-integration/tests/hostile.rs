@@ -779,3 +779,26 @@ fn a_server_flooding_an_async_clients_wake_ups_cannot_stall_its_runtime() {
     assert!(timed_out, "the receive returned although nothing was sent");
     assert_eq!(ticks, 1000);
 }
+
+/// The test harness retries a process start only for Wine's "child died while
+/// starting" status (1359, Windows only), at most `SPAWN_TRIES` times; any
+/// other failure is reported at once.
+#[test]
+fn process_start_is_retried_only_for_a_child_that_died_while_starting() {
+    use std::io::Error;
+    let mut calls = 0;
+    let r = spawn_retrying_wine_startup(|| {
+        calls += 1;
+        Err(Error::from_raw_os_error(1359))
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(1359));
+    assert_eq!(calls, if cfg!(windows) { 4 } else { 1 });
+
+    let mut calls = 0;
+    let r = spawn_retrying_wine_startup(|| {
+        calls += 1;
+        Err(Error::from(IoKind::NotFound))
+    });
+    assert_eq!(r.unwrap_err().kind(), IoKind::NotFound);
+    assert_eq!(calls, 1);
+}

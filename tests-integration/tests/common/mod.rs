@@ -62,6 +62,36 @@ pub fn nipc_exe() -> PathBuf {
     p
 }
 
+/// How many times [`spawn_retrying_wine_startup`] tries.
+const SPAWN_TRIES: u32 = 4;
+
+/// Runs `spawn`, trying again (up to [`SPAWN_TRIES`] times) only when the
+/// failure is `ERROR_INTERNAL_ERROR` (1359) on Windows. Wine returns that from
+/// `CreateProcess` when the new process died before its Windows side finished
+/// starting (`NtCreateUserProcess`: no success reported and exit code 0 ->
+/// `STATUS_INTERNAL_ERROR`); it happened once in CI under load, before the
+/// child ran any of our code. Every other error, and every error elsewhere, is
+/// returned at once. Each retry is printed, so it shows in the test's output.
+pub fn spawn_retrying_wine_startup(
+    mut spawn: impl FnMut() -> std::io::Result<Child>,
+) -> std::io::Result<Child> {
+    const ERROR_INTERNAL_ERROR: i32 = 1359;
+    let mut tries = 1;
+    loop {
+        match spawn() {
+            Err(e)
+                if cfg!(windows)
+                    && e.raw_os_error() == Some(ERROR_INTERNAL_ERROR)
+                    && tries < SPAWN_TRIES =>
+            {
+                eprintln!("process start failed ({e}), try {tries} of {SPAWN_TRIES}: retrying");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Deterministic payload, the same as the peer's.
 pub fn payload(seq: u64, len: usize) -> Vec<u8> {
     (0..len)
@@ -98,13 +128,16 @@ impl Peer {
 
     /// [`Peer::start`] with extra environment variables.
     pub fn start_env(exe: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Peer {
-        let mut child = Command::new(exe)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let spawn = || {
+            Command::new(exe)
+                .args(args)
+                .envs(env.iter().copied())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        let mut child = spawn_retrying_wine_startup(spawn)
             .unwrap_or_else(|e| panic!("cannot start {} {args:?}: {e}", exe.display()));
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = channel();
