@@ -277,30 +277,11 @@ impl InPlaceMut<'_> {
         if offset > self.len || src.len() > self.len - offset {
             return false;
         }
-        // The bytes on the record header's line last (see `head_len`).
-        let head = self.head_len().saturating_sub(offset).min(src.len());
-        // SAFETY: both ranges are in bounds of the view (offset + src.len()
-        // <= len, checked above), which covers live, writable memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr().add(head),
-                self.ptr.add(offset + head),
-                src.len() - head,
-            );
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), head);
-        }
+        // SAFETY: the destination is in bounds of the view (offset +
+        // src.len() <= len, checked above), which covers live, writable
+        // memory; the source is a separate slice.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
         true
-    }
-
-    /// How many of the message's first bytes share the cache line of the
-    /// record's header, the line a spinning receiver polls. The view's
-    /// writers fill those last, right before the header is published, so
-    /// that line moves to the receiver once per message rather than being
-    /// pulled back and forth while the rest is written (as the copying send
-    /// does).
-    #[inline]
-    fn head_len(&self) -> usize {
-        super::ring::head_part(self.ptr as usize, self.len)
     }
 
     /// Writes the whole message.
@@ -316,12 +297,8 @@ impl InPlaceMut<'_> {
     /// Sets every byte of the message to `byte`.
     #[inline]
     pub fn fill(&mut self, byte: u8) {
-        let head = self.head_len();
-        // SAFETY: the view covers `len` live, writable bytes; head <= len.
-        unsafe {
-            std::ptr::write_bytes(self.ptr.add(head), byte, self.len - head);
-            std::ptr::write_bytes(self.ptr, byte, head);
-        }
+        // SAFETY: the view covers `len` live, writable bytes.
+        unsafe { std::ptr::write_bytes(self.ptr, byte, self.len) };
     }
 
     /// The message as a mutable slice, without copying.
