@@ -896,6 +896,30 @@ mod tests {
     }
 
     #[test]
+    fn a_record_made_of_parts_carries_them_in_order() {
+        let ctl = Control::new();
+        let heap = heap(256);
+        let mut p = Producer::new(&ctl, &heap);
+        let mut c = Consumer::new(&ctl, &heap);
+        let r = p.reserve(13).unwrap().unwrap();
+        p.fill(&r, &[&[1; 3], &[], &[2; 10]]);
+        p.commit(r, Part::Whole);
+        let mut want = vec![1; 3];
+        want.extend([2; 10]);
+        assert_eq!(pop(&mut c), Some((want, false)));
+    }
+
+    #[test]
+    #[should_panic(expected = "record parts exceed the reservation")]
+    fn parts_longer_than_their_reservation_are_a_bug_not_an_overwrite() {
+        let ctl = Control::new();
+        let heap = heap(256);
+        let mut p = Producer::new(&ctl, &heap);
+        let r = p.reserve(8).unwrap().unwrap();
+        p.fill(&r, &[&[1; 8], &[2; 1]]);
+    }
+
+    #[test]
     fn impossible_headers_and_positions_are_reported() {
         let bad = |word: u64, at: usize| {
             let ctl = Control::new();
