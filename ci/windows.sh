@@ -102,7 +102,10 @@ trap stop_wine EXIT
 
 export CARGO_TARGET_DIR="${WIN_TARGET_DIR:-target/windows-gnu}"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
+# wine, through a wrapper that re-runs a binary once if Wine failed to start it
+# (it exited non-zero before printing anything; see ci/wine-run.sh).
+CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$(cd "$(dirname "$0")" && pwd)/wine-run.sh"
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER
 export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc
 export AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar
 export NIPC_MINGW_CC=x86_64-w64-mingw32-gcc
