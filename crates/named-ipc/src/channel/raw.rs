@@ -339,14 +339,12 @@ mod tests {
         got
     }
 
-    /// The view's writers split each write at the end of the header's cache
-    /// line (the part on it goes last): every byte still lands where it
-    /// belongs, a write too long for the view is refused whole, and nothing
-    /// outside the view is touched — for every position of the view against
-    /// the line, every start and every length (ending inside the header's
-    /// line, on its end, past it, at the view's end, or beyond it).
+    /// The view's writers put every byte where it belongs, refuse a write
+    /// too long for the view whole, and touch nothing outside the view — for
+    /// every position of the view against a cache line, every start and
+    /// every length (up to the view's end and beyond it).
     #[test]
-    fn view_writes_land_exactly_whatever_the_split() {
+    fn view_writes_land_exactly_and_only_inside_the_view() {
         for offset in (8..=136).step_by(8) {
             for len in [0usize, 1, 7, 8, 55, 56, 57, 63, 64, 65, 120, 128, 200] {
                 let src: Vec<u8> = (0..len + 9).map(|i| (i * 7 + 3) as u8).collect();
