@@ -777,6 +777,46 @@ fn read_timeouts_can_be_set_changed_and_cleared() {
     });
 }
 
+/// Accepts that timed out on other threads leave no listening instance that
+/// nobody waits on: a client reaches the accept still waiting, whichever
+/// instance it lands on (Windows has one per waiting accept; Unix one socket).
+/// Was a flake under Wine in `concurrent_accepts_each_keep_their_deadline`.
+#[test]
+fn a_waiting_accept_gets_the_client_after_other_accepts_timed_out() {
+    with_watchdog("an accept after timed-out accepts", || {
+        // Which accept takes which instance depends on thread timing, so
+        // the race is run many times.
+        for round in 0..20 {
+            let name = unique("accept-left");
+            let l = std::sync::Arc::new(PipeListener::bind(&name).unwrap());
+            let long = std::thread::spawn({
+                let l = l.clone();
+                move || l.accept_timeout(STEP / 4)
+            });
+            // Short accepts on several threads at once: each may take an
+            // instance of its own, and each gives up before any client comes.
+            let shorts: Vec<_> = (0..3)
+                .map(|_| {
+                    let l = l.clone();
+                    std::thread::spawn(move || l.accept_timeout(Duration::from_millis(30)))
+                })
+                .collect();
+            for s in shorts {
+                let e = s.join().unwrap().unwrap_err();
+                assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+            }
+            // The client may land on any listening instance the short ones
+            // left; the one accept still waiting must get it.
+            let c = PipeStream::connect_timeout(&name, STEP / 4).unwrap();
+            let s = long.join().unwrap().unwrap_or_else(|e| {
+                panic!("round {round}: the waiting accept never saw the client: {e}")
+            });
+            c.send(b"here").unwrap();
+            assert_eq!(s.recv().unwrap().unwrap(), b"here");
+        }
+    });
+}
+
 /// Several threads may wait in `accept` on one listener; each keeps its own
 /// deadline (one waiting a long time must not hold up one with a short
 /// timeout), and a client goes to one of them.

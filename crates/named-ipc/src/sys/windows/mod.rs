@@ -17,6 +17,7 @@ pub(crate) mod sync;
 use std::cell::UnsafeCell;
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::sync::Arc;
 
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_BROKEN_PIPE, ERROR_FILE_INVALID, ERROR_INVALID_NAME, ERROR_IO_PENDING,
@@ -170,12 +171,38 @@ pub(crate) fn manual_event() -> io::Result<OwnedHandle> {
 /// must complete or cancel it before dropping this.
 pub(crate) struct Overlapped {
     ov: Box<UnsafeCell<OVERLAPPED>>,
-    event: OwnedHandle,
+    /// Shared only with threads that wait on it ([`Overlapped::shared_event`]).
+    event: Arc<OwnedHandle>,
 }
 
 // SAFETY: the OVERLAPPED holds only integers and the event handle; which thread
 // waits on it does not matter. Access is serialised by the owner (a Mutex).
 unsafe impl Send for Overlapped {}
+
+/// An [`Overlapped`]'s completion event, held by a thread that waits on it.
+pub(crate) struct SharedEvent(Arc<OwnedHandle>);
+
+impl SharedEvent {
+    /// Waits per `wait` for the event, or for `extra` (an event) if given:
+    /// `Ok(Some(true))` the event, `Ok(Some(false))` `extra`, `Ok(None)` the
+    /// wait ran out.
+    pub(crate) fn wait(&self, wait: Wait, extra: Option<HANDLE>) -> io::Result<Option<bool>> {
+        let ms = match wait.remaining_ms_ceil() {
+            None => INFINITE,
+            Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
+        };
+        let handles = [raw(&self.0), extra.unwrap_or_default()];
+        let n = if extra.is_some() { 2 } else { 1 };
+        // SAFETY: `n` valid event handles (ours, kept alive by the Arc, and
+        // the caller's live one); nothing is written.
+        match unsafe { WaitForMultipleObjects(n, handles.as_ptr(), 0, ms) } {
+            WAIT_OBJECT_0 => Ok(Some(true)),
+            r if n == 2 && r == WAIT_OBJECT_0 + 1 => Ok(Some(false)),
+            WAIT_TIMEOUT => Ok(None),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+}
 
 /// The result of starting an overlapped operation.
 pub(crate) enum Started {
@@ -194,7 +221,7 @@ impl Overlapped {
         ov.hEvent = raw(&event);
         Ok(Overlapped {
             ov: Box::new(UnsafeCell::new(ov)),
-            event,
+            event: Arc::new(event),
         })
     }
 
@@ -278,27 +305,20 @@ impl Overlapped {
         self.result(h, true)
     }
 
-    /// Like [`wait`](Self::wait), but also returns when `extra` (an event)
-    /// is signalled: `Ok(Err(()))`. `Ok(Ok(None))`: the wait ran out.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn wait_or(
-        &self,
-        h: HANDLE,
-        wait: Wait,
-        extra: HANDLE,
-    ) -> io::Result<Result<Option<(u32, bool)>, ()>> {
-        let ms = match wait.remaining_ms_ceil() {
-            None => INFINITE,
-            Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
-        };
-        let handles = [raw(&self.event), extra];
-        // SAFETY: two valid event handles; nothing is written.
-        match unsafe { WaitForMultipleObjects(2, handles.as_ptr(), 0, ms) } {
-            WAIT_OBJECT_0 => self.result(h, true).map(Ok),
-            r if r == WAIT_OBJECT_0 + 1 => Ok(Err(())),
-            WAIT_TIMEOUT => Ok(Ok(None)),
-            _ => Err(io::Error::last_os_error()),
-        }
+    /// The completion event, for threads that wait on an operation another
+    /// thread owns (and may finish, or hand on, meanwhile): they keep the
+    /// event alive, and touch neither the OVERLAPPED nor the file handle.
+    pub(crate) fn shared_event(&self) -> SharedEvent {
+        SharedEvent(Arc::clone(&self.event))
+    }
+
+    /// Whether a [`SharedEvent`] of this OVERLAPPED is still held elsewhere:
+    /// then the event must not be reused for another operation (a thread
+    /// about to wait on it would wait for that one instead). Exact when no
+    /// new `SharedEvent` can be made meanwhile (the owner's lock is held or
+    /// the owner is the only one left with access).
+    pub(crate) fn event_is_shared(&self) -> bool {
+        Arc::strong_count(&self.event) > 1
     }
 
     /// Cancels the in-flight operation and waits until it is over. Returns its

@@ -5,8 +5,8 @@ use std::os::windows::io::OwnedHandle;
 use std::sync::Mutex;
 
 use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
-    INVALID_HANDLE_VALUE,
+    ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_OPERATION_ABORTED,
+    ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX, PIPE_ACCESS_INBOUND,
@@ -28,9 +28,11 @@ use crate::sys::{Accept, Wait};
 use super::super::flag::Flag;
 use super::{code, lock, Addr, Stream};
 
-/// A pipe instance waiting for (or being connected to) a client.
+/// The pipe instance waiting for (or being connected to) the next client.
 struct Instance {
     handle: OwnedHandle,
+    /// Its event is shared with the threads waiting for a client
+    /// ([`Overlapped::shared_event`]).
     ov: Overlapped,
     /// A `ConnectNamedPipe` is in flight on `ov`.
     connecting: bool,
@@ -38,7 +40,7 @@ struct Instance {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        for inst in lock(&self.pending).drain(..) {
+        if let Some(inst) = lock(&self.pending).take() {
             if inst.connecting {
                 // The OVERLAPPED must outlive the operation.
                 let _ = inst.ov.cancel(raw(&inst.handle));
@@ -58,8 +60,12 @@ pub(crate) struct Listener {
     mode: PipeMode,
     max_message: u32,
     label: String,
-    /// Listening instances nobody is waiting on right now.
-    pending: Mutex<Vec<Instance>>,
+    /// The one instance listening for the next client (`None` after an
+    /// accept took it and no new one could be made: all are in use). One,
+    /// not one per waiting accept: a client connects to whichever listening
+    /// instance the system picks, so every waiting accept must be waiting on
+    /// all of them — which one shared instance makes true.
+    pending: Mutex<Option<Instance>>,
 }
 
 impl Listener {
@@ -102,7 +108,7 @@ impl Listener {
             mode: opts.mode,
             max_message: opts.max_message,
             label: format!("pipe {name:?}"),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(None),
         };
         let first = l.create_instance(true).map_err(|e| {
             if code(&e) == Some(ERROR_ACCESS_DENIED) || code(&e) == Some(ERROR_PIPE_BUSY) {
@@ -118,7 +124,7 @@ impl Listener {
                 Error::from_io(e, name, &what, "")
             }
         })?;
-        lock(&l.pending).push(first);
+        *lock(&l.pending) = Some(first);
         Ok(l)
     }
 
@@ -128,8 +134,10 @@ impl Listener {
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(super) fn take_first(&self) -> Option<OwnedHandle> {
         let mut pending = lock(&self.pending);
-        let idle = pending.iter().position(|i| !i.connecting)?;
-        Some(pending.swap_remove(idle).handle)
+        if pending.as_ref()?.connecting {
+            return None;
+        }
+        pending.take().map(|i| i.handle)
     }
 
     /// A new instance of the pipe (`ERROR_PIPE_BUSY` when all are taken).
@@ -182,85 +190,103 @@ impl Listener {
     /// [`Accept::Busy`]: no instance is free (all `max_instances`
     /// are connected); the caller waits for one of its streams to close.
     ///
-    /// Several threads may accept at once: each takes an instance of its own
-    /// (from the pool of listening ones, or a new one) and waits on it without
-    /// holding any lock, so one waiting accept never delays another past its
-    /// deadline.
+    /// Several threads may accept at once. They share the one listening
+    /// instance: each checks it under the lock and waits on its event
+    /// without the lock, so one waiting accept never delays another past its
+    /// deadline; the first to see it connected takes it and puts a new
+    /// instance in its place, and the others (their wait ended by the same
+    /// event) go on waiting on that one.
     pub(crate) fn accept(&self, wait: Wait, flag: Option<&Flag>) -> io::Result<Accept<Stream>> {
-        let put_back = |inst: Instance| lock(&self.pending).push(inst);
+        let mut wait = wait;
         loop {
-            let taken = lock(&self.pending).pop();
-            let mut inst = match taken {
-                Some(i) => i,
-                None => match self.create_instance(false) {
-                    Ok(i) => i,
+            let mut pending = lock(&self.pending);
+            if pending.is_none() {
+                match self.create_instance(false) {
+                    Ok(i) => *pending = Some(i),
                     Err(e) if code(&e) == Some(ERROR_PIPE_BUSY) => return Ok(Accept::Busy),
                     Err(e) => return Err(e),
-                },
+                }
+            }
+            let Some(inst) = pending.as_mut() else {
+                continue;
             };
             let h = raw(&inst.handle);
             let connected = if inst.connecting {
-                let waited = match flag {
-                    Some(f) => inst.ov.wait_or(h, wait, f.handle()),
-                    None => inst.ov.wait(h, wait).map(Ok),
-                };
-                match waited {
-                    Ok(Ok(Some(_))) => {
+                match inst.ov.result(h, false) {
+                    Ok(Some(_)) => {
                         inst.connecting = false;
                         true
                     }
-                    Ok(Ok(None)) => {
-                        // Still waiting for a client: keep the operation in flight.
-                        put_back(inst);
-                        return Err(wait.expired_error());
-                    }
-                    Ok(Err(())) => {
-                        put_back(inst);
-                        return Ok(Accept::Interrupted);
-                    }
+                    Ok(None) => false,
                     Err(e) => {
                         inst.connecting = false;
-                        if code(&e) == Some(ERROR_NO_DATA) || code(&e) == Some(ERROR_BROKEN_PIPE) {
-                            // The client left already: recycle the instance.
-                            // SAFETY: h is our pipe instance.
-                            unsafe { DisconnectNamedPipe(h) };
-                            put_back(inst);
+                        if code(&e) == Some(ERROR_OPERATION_ABORTED) {
+                            // The thread that started the wait for a client
+                            // has exited (Windows cancels a thread's I/O
+                            // when it ends): start it again from this one.
                             continue;
                         }
+                        if code(&e) == Some(ERROR_NO_DATA) || code(&e) == Some(ERROR_BROKEN_PIPE) {
+                            // The client left already: listen again.
+                            // SAFETY: h is our pipe instance.
+                            unsafe { DisconnectNamedPipe(h) };
+                            continue;
+                        }
+                        *pending = None;
                         return Err(e);
                     }
                 }
             } else {
-                // SAFETY: no operation is in flight on inst.ov; ConnectNamedPipe
+                // SAFETY: no operation is in flight on inst.ov (threads
+                // waiting on it only wait on its event); ConnectNamedPipe
                 // uses no buffer.
                 match unsafe { inst.ov.start(h, |ov| ConnectNamedPipe(h, ov)) } {
                     Ok(Started::Done(..)) => true,
                     Ok(Started::Pending) => {
                         inst.connecting = true;
-                        put_back(inst);
-                        continue;
+                        false
                     }
                     Err(e) if code(&e) == Some(ERROR_PIPE_CONNECTED) => true,
                     Err(e) if code(&e) == Some(ERROR_NO_DATA) => {
                         // A client connected and closed before we got here.
                         // SAFETY: h is our pipe instance.
                         unsafe { DisconnectNamedPipe(h) };
-                        put_back(inst);
                         continue;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        *pending = None;
+                        return Err(e);
+                    }
                 }
             };
-            debug_assert!(connected);
-            // Keep an instance listening so clients never see "not found".
-            let mut pool = lock(&self.pending);
-            if pool.is_empty() {
-                if let Ok(next) = self.create_instance(false) {
-                    pool.push(next);
+            if !connected {
+                // Wait for a client without the lock; whoever sees the
+                // instance connected first takes it.
+                let event = inst.ov.shared_event();
+                drop(pending);
+                match event.wait(wait.anchor(), flag.map(Flag::handle))? {
+                    Some(true) => continue,
+                    Some(false) => return Ok(Accept::Interrupted),
+                    None => return Err(wait.expired_error()),
                 }
             }
-            drop(pool);
-            let Instance { handle, ov, .. } = inst;
+            let Some(Instance { handle, ov, .. }) = pending.take() else {
+                continue;
+            };
+            // Keep an instance listening so clients never see "not found".
+            if let Ok(next) = self.create_instance(false) {
+                *pending = Some(next);
+            }
+            drop(pending);
+            // Threads still holding this instance's event (their wait ended,
+            // or is about to end, on it) must not see the stream's I/O
+            // reset it: the stream then gets an event of its own. (No new
+            // holder can appear: the instance is out of the pool.)
+            let ov = if ov.event_is_shared() {
+                Overlapped::new()?
+            } else {
+                ov
+            };
             return Stream::new(
                 handle,
                 ov,
