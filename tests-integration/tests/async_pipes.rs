@@ -272,3 +272,39 @@ fn async_connect_waits_for_a_server_that_appears_later() {
         assert_eq!(s.recv().await.unwrap().as_deref(), Some(&b"late"[..]));
     });
 }
+
+/// Windows: an accept whose wait for a client was started on a thread that
+/// has ended since (Windows cancels a thread's pending I/O when the thread
+/// exits) does not fail the next accept: the listener waits again. (Unix:
+/// a listener belongs to its runtime's reactor, so there is no such case.)
+#[cfg(windows)]
+#[test]
+fn an_accept_left_by_a_thread_that_ended_does_not_fail_the_next() {
+    let name = unique("a-gone");
+    let l = std::sync::Arc::new(PipeListener::bind(&name).unwrap());
+    std::thread::spawn({
+        let l = l.clone();
+        move || {
+            current_thread().block_on(async {
+                let r = tokio::time::timeout(Duration::from_millis(50), l.accept()).await;
+                assert!(r.is_err(), "an accept with no client returned");
+            });
+        }
+    })
+    .join()
+    .unwrap();
+    current_thread().block_on(async {
+        let mut o = ConnectOptions::new();
+        o.timeout(STEP);
+        let (s, c) = tokio::join!(
+            tokio::time::timeout(STEP, l.accept()),
+            PipeStream::connect_with(&name, &o)
+        );
+        let s = s
+            .expect("accept hung")
+            .expect("the accept after the thread's exit failed");
+        let c = c.unwrap();
+        c.send(b"ping").await.unwrap();
+        assert_eq!(s.recv().await.unwrap().as_deref(), Some(&b"ping"[..]));
+    });
+}

@@ -22,8 +22,9 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
-    ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, HANDLE, WAIT_OBJECT_0,
+    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA, ERROR_OPERATION_ABORTED,
+    ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, HANDLE,
+    WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
 use windows_sys::Win32::System::Pipes::{ConnectNamedPipe, DisconnectNamedPipe, PeekNamedPipe};
@@ -255,6 +256,10 @@ impl AsyncListener {
             };
             match r {
                 Ok(()) => {}
+                // The thread that started the wait for a client has exited
+                // (Windows cancels a thread's I/O when the thread ends: the
+                // runtime thread that polled an earlier accept): wait again.
+                Err(e) if code(&e) == Some(ERROR_OPERATION_ABORTED) => continue,
                 Err(e) if is_closed(&e) => {
                     // A client connected and left before we saw it: recycle.
                     // SAFETY: our pipe instance.
