@@ -777,10 +777,12 @@ fn read_timeouts_can_be_set_changed_and_cleared() {
     });
 }
 
-/// Accepts that timed out on other threads leave no listening instance that
-/// nobody waits on: a client reaches the accept still waiting, whichever
-/// instance it lands on (Windows has one per waiting accept; Unix one socket).
-/// Was a flake under Wine in `concurrent_accepts_each_keep_their_deadline`.
+/// Accepts that timed out on other threads (which then ended) leave no
+/// listening instance that nobody waits on: a client reaches the accept still
+/// waiting. Under Wine this failed when each waiting accept had an instance
+/// of its own (a client could land on a timed-out accept's) — a flake in
+/// `concurrent_accepts_each_keep_their_deadline`; the threads' exits also
+/// cancel the waits they started, which must not fail the next accept.
 #[test]
 fn a_waiting_accept_gets_the_client_after_other_accepts_timed_out() {
     with_watchdog("an accept after timed-out accepts", || {
@@ -793,8 +795,8 @@ fn a_waiting_accept_gets_the_client_after_other_accepts_timed_out() {
                 let l = l.clone();
                 move || l.accept_timeout(STEP / 4)
             });
-            // Short accepts on several threads at once: each may take an
-            // instance of its own, and each gives up before any client comes.
+            // Short accepts on several threads at once, each giving up
+            // before any client comes; their threads end.
             let shorts: Vec<_> = (0..3)
                 .map(|_| {
                     let l = l.clone();

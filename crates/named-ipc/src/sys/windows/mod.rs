@@ -25,7 +25,7 @@ use windows_sys::Win32::Foundation::{
     ERROR_PRIVILEGE_NOT_HELD, ERROR_SEM_TIMEOUT, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
+    CreateEventW, SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
 };
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
@@ -255,7 +255,7 @@ impl Overlapped {
             (*p).Anonymous = std::mem::zeroed();
         }
         if start(p) != 0 {
-            return self.result(h, false).map(|r| match r {
+            return self.outcome(h, false).map(|r| match r {
                 Some((n, more)) => Started::Done(n, more),
                 None => Started::Pending,
             });
@@ -263,7 +263,7 @@ impl Overlapped {
         // SAFETY: reading the calling thread's last error has no preconditions.
         match unsafe { GetLastError() } {
             ERROR_IO_PENDING => Ok(Started::Pending),
-            ERROR_MORE_DATA => self.result(h, false).map(|r| match r {
+            ERROR_MORE_DATA => self.outcome(h, false).map(|r| match r {
                 Some((n, _)) => Started::Done(n, true),
                 None => Started::Pending,
             }),
@@ -271,9 +271,48 @@ impl Overlapped {
         }
     }
 
-    /// Result of a finished (or, with `block`, any) operation; `None` if still
-    /// in flight.
+    /// Result of a finished (or, with `block`, any) operation that went
+    /// pending; `None` if still in flight. Once it reports the operation
+    /// over, the event has been set too (see [`settle`](Self::settle)), so
+    /// this OVERLAPPED may start another one.
     pub(crate) fn result(&self, h: HANDLE, block: bool) -> io::Result<Option<(u32, bool)>> {
+        let r = self.outcome(h, block);
+        if !matches!(r, Ok(None)) {
+            self.settle();
+        }
+        r
+    }
+
+    /// Waits (bounded) for the event of an operation seen complete through
+    /// its status word rather than its event. The system writes the status
+    /// first and sets the event after (under Wine a server round trip
+    /// later): reused before that, this OVERLAPPED's next operation could
+    /// have its event set by the previous one's late signal, its wait end
+    /// early, and `GetOverlappedResult` report it done (Wine: "pending"
+    /// counts as success after a wait) while the kernel still writes its
+    /// buffer. A pending operation's completion always sets the event; the
+    /// bound only keeps a system that failed to from hanging us.
+    fn settle(&self) {
+        const SETTLE_MS: u32 = 10_000;
+        // SAFETY: waiting on our own event handle.
+        unsafe { WaitForSingleObject(raw(&self.event), SETTLE_MS) };
+    }
+
+    /// Signals the event, for threads holding a [`SharedEvent`] of it, when
+    /// this OVERLAPPED leaves their reach (handed on or dropped): their wait
+    /// ends and they look again, instead of waiting on an event nothing
+    /// will set any more.
+    pub(crate) fn release_event_holders(&self) {
+        if self.event_is_shared() {
+            // SAFETY: setting our own event.
+            unsafe { SetEvent(raw(&self.event)) };
+        }
+    }
+
+    /// What `GetOverlappedResult` says, without [`settle`](Self::settle):
+    /// for an operation that completed synchronously, or one whose event
+    /// was waited on.
+    fn outcome(&self, h: HANDLE, block: bool) -> io::Result<Option<(u32, bool)>> {
         let mut n = 0u32;
         // SAFETY: our OVERLAPPED is valid; n is a valid out-pointer.
         let ok = unsafe { GetOverlappedResult(h, self.ptr(), &mut n, i32::from(block)) };
@@ -294,15 +333,13 @@ impl Overlapped {
             None => INFINITE,
             Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
         };
-        if ms != INFINITE {
-            // SAFETY: waiting on our own event handle.
-            match unsafe { WaitForSingleObject(raw(&self.event), ms) } {
-                WAIT_OBJECT_0 => {}
-                WAIT_TIMEOUT => return Ok(None),
-                _ => return Err(io::Error::last_os_error()),
-            }
+        // SAFETY: waiting on our own event handle.
+        match unsafe { WaitForSingleObject(raw(&self.event), ms) } {
+            // The event is set: the operation is over (and settled).
+            WAIT_OBJECT_0 => self.outcome(h, true),
+            WAIT_TIMEOUT => Ok(None),
+            _ => Err(io::Error::last_os_error()),
         }
-        self.result(h, true)
     }
 
     /// The completion event, for threads that wait on an operation another
@@ -332,11 +369,14 @@ impl Overlapped {
         // SAFETY: our OVERLAPPED is valid; n is a valid out-pointer; waits
         // until the operation is over, so the kernel is done with its buffer.
         let ok = unsafe { GetOverlappedResult(h, self.ptr(), &mut n, 1) };
+        // SAFETY: reading the calling thread's last error.
+        let err = unsafe { GetLastError() };
+        // It may have completed before the cancel, seen through its status.
+        self.settle();
         if ok != 0 {
             return Ok((n, false));
         }
-        // SAFETY: reading the calling thread's last error.
-        match unsafe { GetLastError() } {
+        match err {
             ERROR_MORE_DATA => Ok((n, true)),
             // The count is valid for an aborted operation: what moved before.
             ERROR_OPERATION_ABORTED if n > 0 => Ok((n, false)),

@@ -232,6 +232,7 @@ impl Listener {
                             unsafe { DisconnectNamedPipe(h) };
                             continue;
                         }
+                        inst.ov.release_event_holders();
                         *pending = None;
                         return Err(e);
                     }
@@ -254,6 +255,7 @@ impl Listener {
                         continue;
                     }
                     Err(e) => {
+                        inst.ov.release_event_holders();
                         *pending = None;
                         return Err(e);
                     }
@@ -283,6 +285,7 @@ impl Listener {
             // reset it: the stream then gets an event of its own. (No new
             // holder can appear: the instance is out of the pool.)
             let ov = if ov.event_is_shared() {
+                ov.release_event_holders();
                 Overlapped::new()?
             } else {
                 ov
