@@ -157,6 +157,15 @@ pub(crate) fn object_type(h: HANDLE) -> io::Result<String> {
     Ok(String::from_utf16_lossy(units))
 }
 
+/// A wait's time left as a Win32 timeout in milliseconds (`INFINITE` for
+/// none), rounded up so that a short wait never becomes a spin.
+pub(crate) fn wait_ms(wait: Wait) -> u32 {
+    match wait.remaining_ms_ceil() {
+        None => INFINITE,
+        Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
+    }
+}
+
 /// A manual-reset event, initially not signalled.
 pub(crate) fn manual_event() -> io::Result<OwnedHandle> {
     // SAFETY: no security attributes, no name: a private event.
@@ -187,10 +196,7 @@ impl SharedEvent {
     /// `Ok(Some(true))` the event, `Ok(Some(false))` `extra`, `Ok(None)` the
     /// wait ran out.
     pub(crate) fn wait(&self, wait: Wait, extra: Option<HANDLE>) -> io::Result<Option<bool>> {
-        let ms = match wait.remaining_ms_ceil() {
-            None => INFINITE,
-            Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
-        };
+        let ms = wait_ms(wait);
         let handles = [raw(&self.0), extra.unwrap_or_default()];
         let n = if extra.is_some() { 2 } else { 1 };
         // SAFETY: `n` valid event handles (ours, kept alive by the Arc, and
@@ -311,8 +317,8 @@ impl Overlapped {
 
     /// What `GetOverlappedResult` says, without [`settle`](Self::settle):
     /// for an operation that completed synchronously, or one whose event
-    /// was waited on.
-    fn outcome(&self, h: HANDLE, block: bool) -> io::Result<Option<(u32, bool)>> {
+    /// was seen set.
+    pub(crate) fn outcome(&self, h: HANDLE, block: bool) -> io::Result<Option<(u32, bool)>> {
         let mut n = 0u32;
         // SAFETY: our OVERLAPPED is valid; n is a valid out-pointer.
         let ok = unsafe { GetOverlappedResult(h, self.ptr(), &mut n, i32::from(block)) };
@@ -329,10 +335,7 @@ impl Overlapped {
 
     /// Waits for the in-flight operation per `wait`. `Ok(None)`: still in flight.
     pub(crate) fn wait(&self, h: HANDLE, wait: Wait) -> io::Result<Option<(u32, bool)>> {
-        let ms = match wait.remaining_ms_ceil() {
-            None => INFINITE,
-            Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
-        };
+        let ms = wait_ms(wait);
         // SAFETY: waiting on our own event handle.
         match unsafe { WaitForSingleObject(raw(&self.event), ms) } {
             // The event is set: the operation is over (and settled).
@@ -409,7 +412,7 @@ impl Overlapped {
                 return false;
             }
             // The completion signals our event (also when the handle's close
-            // cancelled the operation); the status can trail it a moment.
+            // cancelled the operation); the status is what says it is over.
             let slice = left.as_millis().clamp(1, 50) as u32;
             // SAFETY: waiting on our own event handle.
             unsafe { WaitForSingleObject(raw(&self.event), slice) };

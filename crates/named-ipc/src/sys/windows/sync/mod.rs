@@ -13,20 +13,12 @@ use std::os::windows::io::OwnedHandle;
 use windows_sys::Win32::Foundation::{
     GetLastError, ERROR_ALREADY_EXISTS, ERROR_INVALID_HANDLE, HANDLE,
 };
-use windows_sys::Win32::System::Threading::INFINITE;
 
-use super::owned;
 use super::security::SecurityDescriptor;
+use super::{owned, wait_ms};
 use crate::error::{Error, ErrorKind, Result};
 use crate::security::Security;
-use crate::sys::{Create, Wait};
-
-fn wait_ms(wait: Wait) -> u32 {
-    match wait.remaining_ms_ceil() {
-        None => INFINITE,
-        Some(ms) => ms.min(u64::from(INFINITE - 1)) as u32,
-    }
-}
+use crate::sys::Create;
 
 /// Maps the outcome of creating or opening a named kernel object.
 fn named_result(
